@@ -1,0 +1,34 @@
+"""Function URL (payload v2) -> check the webhook -> queue it -> 202. Imports no fastapi, pydantic or dulwich."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from pipeline import services
+from pipeline.errors import WebhookRejected
+from pipeline.intake import accept
+from pipeline.settings import get_settings
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    method = event.get("requestContext", {}).get("http", {}).get("method", "POST")
+    if method != "POST":
+        return _respond(405, {"error": "method_not_allowed", "detail": f"{method} is not allowed; POST the webhook."}, {"Allow": "POST"})
+    raw = event.get("body") or ""
+    body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    try:
+        accepted = accept(body, headers, get_settings(), services.queues(), services.store())
+    except WebhookRejected as rejected:
+        return _respond(rejected.status, rejected.body())
+    return _respond(202, accepted.body())
+
+
+def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"content-type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+    }

@@ -1,0 +1,1 @@
+"""The local stack: moto in server mode, a bare git remote, uvicorn and pollers feeding the real handlers."""

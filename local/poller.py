@@ -1,0 +1,113 @@
+"""What Lambda's SQS event source mapping does, locally: receive a batch, invoke the handler, honour its answer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger("jsync.local")
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+
+
+@dataclass
+class LocalContext:
+    """The parts of a LambdaContext that handlers and Powertools read."""
+
+    function_name: str
+    aws_request_id: str
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = ""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+class Poller:
+    """Receives up to 10 messages, invokes the handler with a real-shaped SQS event, deletes what succeeded."""
+
+    def __init__(self, name: str, sqs: Any, queue_url: str, handler: Handler, retry_delay: int = 1) -> None:
+        self.name = name
+        self.sqs = sqs
+        self.queue_url = queue_url
+        self.handler = handler
+        self.retry_delay = retry_delay
+        self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
+        self.idle = threading.Event()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 15) -> None:
+        """Stop receiving; the batch in hand is finished first."""
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handled = self.poll_once(wait_seconds=1)
+            except Exception:
+                log.exception("%s: receive failed; retrying", self.name)
+                handled = 0
+                time.sleep(1)
+            if handled == 0:
+                self.idle.set()
+            else:
+                self.idle.clear()
+
+    def poll_once(self, wait_seconds: int = 0) -> int:
+        messages = self.sqs.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=wait_seconds,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        if not messages:
+            return 0
+        event = {"Records": [self._record(m) for m in messages]}
+        context = LocalContext(self.name, str(uuid.uuid4()))
+        try:
+            response = self.handler(event, context) or {}
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+        except Exception:
+            # A handler that raises fails the whole batch, as on Lambda.
+            log.exception("%s: handler raised; the whole batch will be retried", self.name)
+            failed = {m["MessageId"] for m in messages}
+        done = [m for m in messages if m["MessageId"] not in failed]
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        for m in messages:
+            if m["MessageId"] in failed:
+                # Lambda waits out the visibility timeout; locally a short pause keeps retries quick.
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=self.retry_delay
+                )
+        return len(messages)
+
+    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
+        attributes = dict(message.get("Attributes", {}))
+        attributes.setdefault("SequenceNumber", str(int(time.time() * 1e6)))  # moto leaves it out
+        return {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message["Body"],
+            "attributes": attributes,
+            "messageAttributes": message.get("MessageAttributes", {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+            "eventSource": "aws:sqs",
+            "eventSourceARN": self.arn,
+            "awsRegion": self.arn.split(":")[3] if self.arn.count(":") >= 5 else "us-east-1",
+        }

@@ -1,0 +1,40 @@
+"""Create the bucket, the FIFO queues and their FIFO dead-letter queues, as the deployed stack has them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pipeline.settings import Settings
+
+MAX_RECEIVE_COUNT = 5
+VISIBILITY_TIMEOUT = 60  # seconds; the pollers shorten it per failed message so retries come quickly
+
+
+def create_resources(settings: Settings, s3: Any, sqs: Any) -> None:
+    """Idempotent: whatever exists is left as it is."""
+    try:
+        s3.head_bucket(Bucket=settings.bucket)
+    except Exception:
+        s3.create_bucket(Bucket=settings.bucket)
+    for source, dlq in ((settings.events_queue, settings.events_dlq), (settings.commits_queue, settings.commits_dlq)):
+        dlq_url = _fifo(sqs, dlq, {})
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        source_url = _fifo(
+            sqs,
+            source,
+            {
+                "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
+                "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}),
+            },
+        )
+        source_arn = sqs.get_queue_attributes(QueueUrl=source_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sqs.set_queue_attributes(
+            QueueUrl=dlq_url,
+            Attributes={"RedriveAllowPolicy": json.dumps({"redrivePermission": "byQueue", "sourceQueueArns": [source_arn]})},
+        )
+
+
+def _fifo(sqs: Any, name: str, extra: dict[str, str]) -> str:
+    attributes = {"FifoQueue": "true", "MaximumMessageSize": "1048576", "MessageRetentionPeriod": "1209600", **extra}
+    return str(sqs.create_queue(QueueName=name, Attributes=attributes)["QueueUrl"])

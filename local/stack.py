@@ -1,0 +1,161 @@
+"""Start and stop the whole pipeline on this machine: moto server, git remote, front door, pollers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from dulwich.repo import Repo
+from moto.server import ThreadedMotoServer
+
+from api.app import create_app
+from local.frontdoor import FrontDoor
+from local.persist import StateDir
+from local.poller import Poller
+from local.resources import create_resources
+from pipeline import services
+from pipeline.settings import Settings, get_settings
+
+log = logging.getLogger("jsync.local")
+_SAVE_EVERY = 30.0  # seconds between background saves of S3, so a crash loses little
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Urls:
+    webhook: str
+    health: str
+    docs: str
+    git_remote: str
+
+
+class LocalStack:
+    """The local stack, in this process. `start()` returns once it accepts webhooks; `stop()` is graceful."""
+
+    def __init__(self, env: dict[str, str] | None = None, retry_delay: int = 1) -> None:
+        if env:
+            os.environ.update(env)
+        home = Path(os.environ.get("JSYNC_HOME", ".jsync")).resolve()
+        os.environ["JSYNC_HOME"] = str(home)
+        self.moto_port = int(os.environ.get("JSYNC_MOTO_PORT") or free_port())
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{self.moto_port}"
+        services.reset()
+        self.settings: Settings = get_settings()
+        self.state = StateDir(self.settings.home / "state")
+        self.retry_delay = retry_delay
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._server: uvicorn.Server | None = None
+        self._server_thread: threading.Thread | None = None
+        self.pollers: list[Poller] = []
+        self._saver_stop = threading.Event()
+        self._saver: threading.Thread | None = None
+
+    @property
+    def urls(self) -> Urls:
+        base = f"http://127.0.0.1:{self.settings.port}"
+        return Urls(f"{base}/webhook", f"{base}/api/v1/health", f"{base}/docs", self.settings.git_remote)
+
+    def start(self) -> None:
+        s = self.settings
+        s.home.mkdir(parents=True, exist_ok=True)
+        self._moto.start()
+        s3, sqs = services.aws("s3"), services.aws("sqs")
+        create_resources(s, s3, sqs)
+        restored = self.state.restore_bucket(s3, s.bucket), self.state.restore_queues(sqs)
+        if any(restored):
+            log.info("restored %d objects and %d queued messages from %s", *restored, self.state.root)
+        _ensure_bare_remote(s)
+        from functions import committer, writer  # after settings are final: they build clients lazily
+
+        for name, queue, handler in (
+            ("writer", s.events_queue, writer.lambda_handler),
+            ("committer", s.commits_queue, committer.lambda_handler),
+        ):
+            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+            self.pollers.append(Poller(name, sqs, url, handler, retry_delay=self.retry_delay))
+        for poller in self.pollers:
+            poller.start()
+        config = uvicorn.Config(
+            FrontDoor(create_app()), host="127.0.0.1", port=s.port, log_level="warning", lifespan="off"
+        )
+        self._server = uvicorn.Server(config)
+        self._server_thread = threading.Thread(target=self._server.run, name="uvicorn", daemon=True)
+        self._server_thread.start()
+        deadline = time.monotonic() + 15
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._server_thread.is_alive():
+                raise RuntimeError(f"the HTTP server did not start on 127.0.0.1:{s.port}; is the port in use?")
+            time.sleep(0.02)
+        self._saver = threading.Thread(target=self._save_periodically, name="saver", daemon=True)
+        self._saver.start()
+
+    def wait_idle(self, timeout: float = 30) -> None:
+        """Block until both queues are empty and the pollers have nothing in hand (tests, demo)."""
+        sqs = services.aws("sqs")
+        deadline = time.monotonic() + timeout
+        names = [self.settings.events_queue, self.settings.commits_queue]
+        while time.monotonic() < deadline:
+            busy = 0
+            for name in names:
+                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+                attrs = sqs.get_queue_attributes(
+                    QueueUrl=url,
+                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+                )["Attributes"]
+                busy += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            if busy == 0 and all(p.idle.is_set() for p in self.pollers):
+                return
+            time.sleep(0.05)
+        raise TimeoutError("the local pipeline did not drain in time")
+
+    def stop(self) -> None:
+        """Stop taking webhooks, let the pollers finish their batch, save state, stop moto."""
+        if self._server:
+            self._server.should_exit = True
+        if self._server_thread:
+            self._server_thread.join(10)
+        for poller in self.pollers:
+            poller.stop()
+        self._saver_stop.set()
+        if self._saver:
+            self._saver.join(10)
+        s = self.settings
+        s3, sqs = services.aws("s3"), services.aws("sqs")
+        time.sleep(self.retry_delay)  # let messages that just failed become visible, so they are saved too
+        queues = [s.events_queue, s.commits_queue, s.events_dlq, s.commits_dlq]
+        saved = self.state.save_bucket(s3, s.bucket), self.state.save_queues(sqs, queues)
+        log.info("saved %d changed objects and %d queued messages to %s", *saved, self.state.root)
+        self._moto.stop()
+        services.reset()
+
+    def _save_periodically(self) -> None:
+        while not self._saver_stop.wait(_SAVE_EVERY):
+            try:
+                self.state.save_bucket(services.aws("s3"), self.settings.bucket)
+            except Exception:
+                log.exception("background save failed; will try again")
+
+
+def _ensure_bare_remote(settings: Settings) -> None:
+    """The default remote is a bare repository under $JSYNC_HOME, made on first run."""
+    if "JSYNC_GIT_REMOTE" in os.environ and os.environ["JSYNC_GIT_REMOTE"].strip():
+        return
+    path = Path(settings.git_remote)
+    if not (path / "HEAD").exists():
+        repo = Repo.init_bare(str(path), mkdir=True)
+        repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{settings.git_branch}".encode())
+        repo.close()

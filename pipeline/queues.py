@@ -1,0 +1,44 @@
+"""FIFO queues: where each message goes, with which group and deduplication id."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pipeline.messages import Change, QueuedEvent
+
+COMMITS_GROUP = "commits"  # one group: the committer never runs twice at once
+
+
+class Queues:
+    """Sends to the events and commits queues, resolving their URLs once."""
+
+    def __init__(self, sqs: Any, events_queue: str, commits_queue: str) -> None:
+        self.sqs = sqs
+        self._names = {"events": events_queue, "commits": commits_queue}
+        self._urls: dict[str, str] = {}
+
+    def url(self, which: str) -> str:
+        if which not in self._urls:
+            self._urls[which] = self.sqs.get_queue_url(QueueName=self._names[which])["QueueUrl"]
+        return self._urls[which]
+
+    def send_event(self, event: QueuedEvent, group: str) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.url("events"),
+            MessageBody=event.to_json(),
+            MessageGroupId=group,
+            MessageDeduplicationId=event.event_id[:128],
+        )
+
+    def send_change(self, change: Change) -> None:
+        self.sqs.send_message(
+            QueueUrl=self.url("commits"),
+            MessageBody=change.to_json(),
+            MessageGroupId=COMMITS_GROUP,
+            MessageDeduplicationId=change_dedup_id(change),
+        )
+
+
+def change_dedup_id(change: Change) -> str:
+    return hashlib.sha256(f"{change.issue_id}:{change.event_id}".encode()).hexdigest()

@@ -1,0 +1,61 @@
+"""The process-wide objects handlers share (AWS clients, store, queues, git cache), built once from settings."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config
+
+from pipeline.queues import Queues
+from pipeline.settings import get_settings
+from pipeline.store import Store
+
+if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
+    from pipeline.commits import GitRecords
+    from pipeline.gitstore import GitStore
+
+_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+
+
+@lru_cache(maxsize=None)
+def aws(service: str) -> Any:
+    settings = get_settings()
+    return boto3.session.Session().client(
+        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
+    )
+
+
+@lru_cache(maxsize=1)
+def store() -> Store:
+    return Store(aws("s3"), get_settings().bucket)
+
+
+@lru_cache(maxsize=1)
+def queues() -> Queues:
+    settings = get_settings()
+    return Queues(aws("sqs"), settings.events_queue, settings.commits_queue)
+
+
+@lru_cache(maxsize=1)
+def git_store() -> GitStore:
+    from pipeline.gitstore import GitStore
+
+    s = get_settings()
+    return GitStore(s.git_remote, s.git_branch, s.git_cache_dir, s.git_token)
+
+
+@lru_cache(maxsize=1)
+def git_records() -> GitRecords:
+    from pipeline.commits import GitRecords
+
+    return GitRecords(store().gitstate, store().put_gitstate)
+
+
+def reset() -> None:
+    """Forget every cached object (tests and the local stack change settings between runs)."""
+    if git_store.cache_info().currsize:
+        git_store().close()
+    for cached in (aws, store, queues, git_store, git_records, get_settings):
+        cached.cache_clear()

@@ -1,0 +1,124 @@
+"""The S3 layout: raw/, snapshots/, latest/ and the committer's gitstate/ (the only module that knows keys)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from pipeline.snapshot import canonical_json
+
+_ISSUE_ID = re.compile(r"^[0-9]{1,20}$")
+_EVENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+class StoreConflict(Exception):
+    """A conditional write lost a race; read again and retry."""
+
+
+def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
+    if not pattern.match(value):
+        raise ValueError(f"{what} {value!r} is not safe in an S3 key")
+    return value
+
+
+def raw_key(event_id: str, received_ms: int, extension: str) -> str:
+    day = time.strftime("%Y/%m/%d", time.gmtime(received_ms / 1000))
+    return f"raw/{day}/{_check(_EVENT_ID, event_id, 'event id')}.{extension}"
+
+
+def snapshot_key(issue_id: str, event_time_ms: int, event_id: str) -> str:
+    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{event_time_ms}-{_check(_EVENT_ID, event_id, 'event id')}.json"
+
+
+def latest_key(issue_id: str) -> str:
+    return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
+
+
+def gitstate_key(issue_id: str) -> str:
+    return f"gitstate/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
+
+
+@dataclass(frozen=True)
+class Versioned:
+    """A JSON object read from S3 with the ETag that a conditional write must match."""
+
+    data: dict[str, Any]
+    etag: str
+
+
+class Store:
+    """Reads and writes JSync's objects in one bucket."""
+
+    def __init__(self, s3: Any, bucket: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+
+    def put_raw(self, key: str, body: bytes, content_type: str) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+
+    def put_snapshot(self, key: str, snapshot: dict[str, Any]) -> bool:
+        """Write a snapshot once; a retry of the same event keeps the first copy. True if written now."""
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=canonical_json(snapshot),
+                ContentType="application/json",
+                IfNoneMatch="*",
+            )
+        except ClientError as exc:
+            if _status(exc) in (412, 409):
+                return False
+            raise
+        return True
+
+    def read_json(self, key: str) -> Versioned | None:
+        try:
+            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if _status(exc) == 404 or _code(exc) in ("NoSuchKey", "404"):
+                return None
+            raise
+        return Versioned(json.loads(obj["Body"].read()), obj["ETag"])
+
+    def write_json(self, key: str, data: dict[str, Any], expected: Versioned | None) -> None:
+        """Compare-and-swap: create only if absent, or replace only the version we read."""
+        condition = {"IfMatch": expected.etag} if expected else {"IfNoneMatch": "*"}
+        try:
+            self.s3.put_object(
+                Bucket=self.bucket, Key=key, Body=canonical_json(data), ContentType="application/json", **condition
+            )
+        except ClientError as exc:
+            # 412: someone wrote first; 409: a concurrent conditional write; 404: IfMatch on a deleted key.
+            if _status(exc) in (412, 409, 404):
+                raise StoreConflict(key) from None
+            raise
+
+    def put_json(self, key: str, data: dict[str, Any]) -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=canonical_json(data), ContentType="application/json")
+
+    def latest(self, issue_id: str) -> Versioned | None:
+        return self.read_json(latest_key(issue_id))
+
+    def gitstate(self, issue_id: str) -> dict[str, Any] | None:
+        found = self.read_json(gitstate_key(issue_id))
+        return found.data if found else None
+
+    def put_gitstate(self, issue_id: str, state: dict[str, Any]) -> None:
+        self.put_json(gitstate_key(issue_id), state)
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
