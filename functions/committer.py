@@ -21,7 +21,10 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         try:
             changes.append(Change.from_json(record["body"]))
         except (KeyError, TypeError, ValueError):
-            logger.error("unreadable change; it and the rest of the batch wait for retry", extra={"message_id": record.get("messageId")})
+            logger.error(
+                "unreadable change; it and the rest of the batch wait for retry",
+                extra={"message_id": record.get("messageId")},
+            )
             break
     try:
         result = commit_batch(changes, services.git_store(), services.git_records(), _document)
@@ -30,7 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         logger.exception("batch not committed; retrying it whole")
         return _failures(records)
     logger.info("committed", extra={"commits": len(result.commits), "skipped": len(result.skipped)})
-    return _failures(records[len(changes):])
+    return _failures(records[len(changes) :])
 
 
 def _document(change: Change) -> Any:

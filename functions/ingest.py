@@ -15,7 +15,11 @@ from pipeline.settings import get_settings
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     method = event.get("requestContext", {}).get("http", {}).get("method", "POST")
     if method != "POST":
-        return _respond(405, {"error": "method_not_allowed", "detail": f"{method} is not allowed; POST the webhook."}, {"Allow": "POST"})
+        return _respond(
+            405,
+            {"error": "method_not_allowed", "detail": f"{method} is not allowed; POST the webhook."},
+            {"Allow": "POST"},
+        )
     raw = event.get("body") or ""
     body = base64.b64decode(raw) if event.get("isBase64Encoded") else raw.encode("utf-8")
     headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}

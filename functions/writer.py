@@ -20,7 +20,9 @@ processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 def record_handler(record: SQSRecord) -> None:
     queued = QueuedEvent.from_json(record.body)
     result = capture(queued, services.store(), services.queues().send_change)
-    logger.info("captured", extra={"event_id": result.event_id, "issue_id": result.issue_id, "advanced": result.advanced})
+    logger.info(
+        "captured", extra={"event_id": result.event_id, "issue_id": result.issue_id, "advanced": result.advanced}
+    )
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:

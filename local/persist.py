@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+
 class StateDir:
     """`state/s3/<bucket>/<quoted key>` files plus a manifest; `state/sqs.jsonl` for queued messages."""
 
@@ -95,7 +96,9 @@ class StateDir:
             if not line.strip():
                 continue
             m = json.loads(line)
-            url = urls.get(m["queue"]) or urls.setdefault(m["queue"], sqs.get_queue_url(QueueName=m["queue"])["QueueUrl"])
+            url = urls.get(m["queue"]) or urls.setdefault(
+                m["queue"], sqs.get_queue_url(QueueName=m["queue"])["QueueUrl"]
+            )
             sqs.send_message(
                 QueueUrl=url, MessageBody=m["body"], MessageGroupId=m["group"], MessageDeduplicationId=m["dedup"]
             )

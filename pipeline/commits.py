@@ -57,7 +57,9 @@ class GitRecords:
             self._cache[issue_id] = record
 
 
-def commit_batch(changes: list[Change], git: GitStore, records: GitRecords, document: Callable[[Change], Any]) -> BatchResult:
+def commit_batch(
+    changes: list[Change], git: GitStore, records: GitRecords, document: Callable[[Change], Any]
+) -> BatchResult:
     """Commit every change git does not hold yet, push once, and replay on a fresh tip if the remote moved."""
     if git.tip is None and git.head is None:
         git.fetch()
@@ -105,7 +107,9 @@ def _record_from_history(issue_id: str, git: GitStore) -> GitRecord | None:
         trailers = {k.decode(): v.decode("utf-8", "replace").strip() for k, v in _TRAILER.findall(message)}
         if trailers.get("Jira-Issue-Id") != issue_id or "Jira-Event-Time" not in trailers:
             continue
-        order = Order(int(trailers["Jira-Event-Time"]), int(trailers.get("Jira-Changelog-Id") or 0), trailers["Jira-Event-Id"])
+        order = Order(
+            int(trailers["Jira-Event-Time"]), int(trailers.get("Jira-Changelog-Id") or 0), trailers["Jira-Event-Id"]
+        )
         key = trailers.get("Jira-Issue-Key")
         path = None if trailers.get("Jira-Event") == "jira:issue_deleted" else git_path(key, issue_id)
         blob = git.blob_id(path) if path else None
@@ -113,7 +117,9 @@ def _record_from_history(issue_id: str, git: GitStore) -> GitRecord | None:
     return None
 
 
-def _stage(change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any]) -> tuple[GitRecord, bool]:
+def _stage(
+    change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any]
+) -> tuple[GitRecord, bool]:
     order = Order.from_list(change.order)
     new_path = None if change.deleted else git_path(change.key, change.issue_id)
     old_paths = {p for p in (record.path if record else None, _path_of(change.previous_key, change.issue_id)) if p}

@@ -68,8 +68,10 @@ class GitStore:
             remote, username="x-access-token" if token else None, password=token
         )
         cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.repo = Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
-        self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None
+        self.repo = (
+            Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
+        )
+        self.tip: bytes | None = self.repo.refs.get(self.ref)
         self._overlay = _Overlay(self.repo.object_store)
         self.head = self.tip
 
@@ -144,9 +146,7 @@ class GitStore:
             node = self._overlay[sha]
         return node.id if isinstance(node, Blob) else None
 
-    def stage(
-        self, writes: dict[str, bytes | None], author: Person, author_time: int, message: str
-    ) -> bytes | None:
+    def stage(self, writes: dict[str, bytes | None], author: Person, author_time: int, message: str) -> bytes | None:
         """Commit `writes` (path -> content, None removes) on the staged head; None if nothing changed."""
         changes: list[tuple[bytes, int | None, bytes | None]] = []
         for path, content in writes.items():

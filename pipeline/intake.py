@@ -48,5 +48,7 @@ def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Que
     try:
         queues.send_event(queued, message_group(event))
     except (BotoCoreError, ClientError):
-        raise WebhookRejected(503, "queue_unavailable", "The events queue is unavailable; retry the delivery.") from None
+        raise WebhookRejected(
+            503, "queue_unavailable", "The events queue is unavailable; retry the delivery."
+        ) from None
     return Accepted(event_id, event.issue_key)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
 _CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10)
 
 
-@lru_cache(maxsize=None)
+@cache
 def aws(service: str) -> Any:
     settings = get_settings()
     return boto3.session.Session().client(

@@ -15,8 +15,12 @@ def sign(secret: str, body: bytes) -> str:
 def verify(secret: str, body: bytes, header: str | None) -> None:
     """Raise 401 unless `header` is a valid sha256 signature of `body`; never says what was expected."""
     if not header:
-        raise WebhookRejected(401, "signature_missing", "X-Hub-Signature is required: sign the body with the webhook secret.")
+        raise WebhookRejected(
+            401, "signature_missing", "X-Hub-Signature is required: sign the body with the webhook secret."
+        )
     method, _, given = header.strip().partition("=")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     if method.lower() != "sha256" or not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
-        raise WebhookRejected(401, "signature_invalid", "X-Hub-Signature does not match the body and the webhook secret.")
+        raise WebhookRejected(
+            401, "signature_invalid", "X-Hub-Signature does not match the body and the webhook secret."
+        )

@@ -126,9 +126,11 @@ def actor(event: WebhookEvent) -> dict[str, str] | None:
     candidates: list[Any] = []
     if kind in _COLLECTIONS and isinstance(event.data.get(kind), dict):
         item = event.data[kind]
-        candidates += [item.get("updateAuthor"), item.get("author")] if event.event_name.endswith("_updated") else [
-            item.get("author")
-        ]
+        candidates += (
+            [item.get("updateAuthor"), item.get("author")]
+            if event.event_name.endswith("_updated")
+            else [item.get("author")]
+        )
     candidates.append(event.data.get("user"))
     for user in candidates:
         if isinstance(user, dict) and (user.get("accountId") or user.get("name") or user.get("displayName")):
@@ -147,8 +149,12 @@ class FieldChange:
         return {"field": self.field, "from": self.before, "to": self.after}
 
 
-def field_changes(event: WebhookEvent, previous: dict[str, Any] | None, doc: dict[str, Any] | None) -> list[FieldChange]:
+def field_changes(
+    event: WebhookEvent, previous: dict[str, Any] | None, doc: dict[str, Any] | None
+) -> list[FieldChange]:
     """What changed, from the changelog when Jira sent one, else from comparing documents."""
+    if doc is None:
+        return []  # a deletion: the headline says it all
     changelog = event.data.get("changelog")
     items = changelog.get("items") if isinstance(changelog, dict) else None
     if isinstance(items, list) and items:
@@ -168,9 +174,9 @@ def field_changes(event: WebhookEvent, previous: dict[str, Any] | None, doc: dic
         return [FieldChange(kind, None if verb == "created" else item_id, None if verb == "deleted" else item_id)]
     before = (previous or {}).get("fields") or {}
     after = (doc or {}).get("fields") or {}
-    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     if previous is None:
         return []
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return [FieldChange(k, _summary(before.get(k)), _summary(after.get(k))) for k in changed]
 
 

@@ -32,7 +32,8 @@ def raw_key(event_id: str, received_ms: int, extension: str) -> str:
 
 
 def snapshot_key(issue_id: str, event_time_ms: int, event_id: str) -> str:
-    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{event_time_ms}-{_check(_EVENT_ID, event_id, 'event id')}.json"
+    issue = _check(_ISSUE_ID, issue_id, "issue id")
+    return f"snapshots/{issue}/{int(event_time_ms)}-{_check(_EVENT_ID, event_id, 'event id')}.json"
 
 
 def latest_key(issue_id: str) -> str:

@@ -1,0 +1,196 @@
+"""Drive the real handlers against a moto server and a real bare git repository, deterministically."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dulwich.repo import Repo
+
+from functions import committer, ingest, writer
+from local.poller import Poller
+from pipeline import services
+from pipeline.settings import Settings
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    return json.loads(fixture_bytes(name))
+
+
+def function_url_event(
+    body: bytes, headers: dict[str, str] | None = None, method: str = "POST", path: str = "/webhook"
+) -> dict[str, Any]:
+    """A Lambda Function URL (payload 2.0) event, as AWS delivers it."""
+    now = time.time()
+    lowered = {k.lower(): v for k, v in (headers or {}).items()}
+    return {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {
+            "host": "abc.lambda-url.us-east-1.on.aws",
+            "user-agent": "Atlassian Webhook HTTP Client",
+            **lowered,
+        },
+        "requestContext": {
+            "accountId": "anonymous",
+            "apiId": "abc",
+            "domainName": "abc.lambda-url.us-east-1.on.aws",
+            "domainPrefix": "abc",
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "x",
+            },
+            "requestId": str(uuid.uuid4()),
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+            "timeEpoch": int(now * 1000),
+        },
+        "body": base64.b64encode(body).decode(),
+        "isBase64Encoded": True,
+    }
+
+
+@dataclass
+class Commit:
+    sha: str
+    author: str
+    author_time: int
+    committer: str
+    message: str
+    parents: list[str]
+    trailers: dict[str, str]
+
+    @property
+    def subject(self) -> str:
+        return self.message.split("\n", 1)[0]
+
+
+class Pipeline:
+    """Ingest through the handler, then drain the queues through the writer and committer handlers."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        sqs = services.aws("sqs")
+        url = lambda name: sqs.get_queue_url(QueueName=name)["QueueUrl"]  # noqa: E731
+        self.writer = Poller("writer", sqs, url(settings.events_queue), writer.lambda_handler, retry_delay=0)
+        self.committer = Poller("committer", sqs, url(settings.commits_queue), committer.lambda_handler, retry_delay=0)
+
+    def deliver(
+        self, body: bytes, identifier: str | None = None, content_type: str = "application/json", **headers: str
+    ) -> dict[str, Any]:
+        all_headers = {"content-type": content_type, **headers}
+        if identifier:
+            all_headers["x-atlassian-webhook-identifier"] = identifier
+        response = ingest.lambda_handler(function_url_event(body, all_headers))
+        response["json"] = json.loads(response["body"])
+        return response
+
+    def drain(self, max_rounds: int = 200) -> None:
+        """Run the writer, then the committer, until both queues are empty."""
+        for _ in range(max_rounds):
+            handled = self.writer.poll_once() + self.committer.poll_once()
+            if handled == 0 and self.depth() == 0:
+                return
+        raise AssertionError("queues did not drain")
+
+    def depth(self, *names: str) -> int:
+        sqs = services.aws("sqs")
+        total = 0
+        for name in names or (self.settings.events_queue, self.settings.commits_queue):
+            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+            total += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+        return total
+
+    # --- reading what was stored -----------------------------------------------------------------
+    def latest(self, issue_id: str) -> dict[str, Any] | None:
+        found = services.store().latest(issue_id)
+        return found.data if found else None
+
+    def keys(self, prefix: str) -> list[str]:
+        s3 = services.aws("s3")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def commits(self) -> list[Commit]:
+        return remote_commits(self.settings.git_remote, self.settings.git_branch)
+
+    def git_file(self, path: str) -> bytes | None:
+        return remote_file(self.settings.git_remote, self.settings.git_branch, path)
+
+
+def remote_commits(remote: str, branch: str) -> list[Commit]:
+    """Commits on the remote branch, newest first."""
+    repo = Repo(remote)
+    try:
+        ref = f"refs/heads/{branch}".encode()
+        if ref not in repo.refs:
+            return []
+        out: list[Commit] = []
+        sha: bytes | None = repo.refs[ref]
+        while sha:
+            c = repo[sha]
+            message = c.message.decode()
+            trailers = dict(
+                line.split(": ", 1) for line in message.splitlines() if line.startswith("Jira-") and ": " in line
+            )
+            out.append(
+                Commit(
+                    sha.decode(),
+                    c.author.decode(),
+                    c.author_time,
+                    c.committer.decode(),
+                    message,
+                    [p.decode() for p in c.parents],
+                    trailers,
+                )
+            )
+            sha = c.parents[0] if c.parents else None
+        return out
+    finally:
+        repo.close()
+
+
+def remote_file(remote: str, branch: str, path: str) -> bytes | None:
+    repo = Repo(remote)
+    try:
+        ref = f"refs/heads/{branch}".encode()
+        if ref not in repo.refs:
+            return None
+        node: Any = repo[repo[repo.refs[ref]].tree]
+        for part in path.encode().split(b"/"):
+            if part not in node:
+                return None
+            node = repo[node[part][1]]
+        return bytes(node.data)
+    finally:
+        repo.close()
+
+
+def remote_paths(remote: str, branch: str) -> list[str]:
+    repo = Repo(remote)
+    try:
+        ref = f"refs/heads/{branch}".encode()
+        if ref not in repo.refs:
+            return []
+        tree = repo[repo.refs[ref]].tree
+        return sorted(e.path.decode() for e in repo.object_store.iter_tree_contents(tree))
+    finally:
+        repo.close()

@@ -1,0 +1,11 @@
+from tests.harness import Pipeline, fixture_bytes
+
+
+def test_created_issue_reaches_s3_and_git(pipeline: Pipeline) -> None:
+    r = pipeline.deliver(fixture_bytes("issue_created.json"), identifier="d-1")
+    assert r["statusCode"] == 202, r
+    pipeline.drain()
+    assert pipeline.latest("10042")["issue"]["key"] == "OPS-17"
+    commits = pipeline.commits()
+    assert len(commits) == 1
+    assert commits[0].subject.startswith("OPS-17: created")
