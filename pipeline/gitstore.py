@@ -71,7 +71,7 @@ class GitStore:
         self.repo = (
             Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
         )
-        self.tip: bytes | None = self.repo.refs.get(self.ref)
+        self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
         self._overlay = _Overlay(self.repo.object_store)
         self.head = self.tip
 

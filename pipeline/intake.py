@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -11,7 +11,7 @@ from pipeline.errors import WebhookRejected
 from pipeline.messages import QueuedEvent
 from pipeline.payload import event_id_for, file_extension, media_type, message_group, parse_event
 from pipeline.queues import Queues
-from pipeline.settings import MAX_INLINE_BODY_BYTES, MAX_WEBHOOK_BYTES, Settings
+from pipeline.settings import MAX_INLINE_MESSAGE_BYTES, MAX_WEBHOOK_BYTES, Settings
 from pipeline.signature import verify
 from pipeline.store import Store, raw_key
 
@@ -38,13 +38,14 @@ def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Que
     event = parse_event(body, content_type, received_ms)
     event_id = event_id_for(headers.get("x-atlassian-webhook-identifier"), body)
     key = raw_key(event_id, received_ms, file_extension(content_type))
-    inline = len(body) <= MAX_INLINE_BODY_BYTES
-    queued = QueuedEvent(event_id, received_ms, media_type(content_type), key, body if inline else None)
-    try:
-        if not inline:
+    queued = QueuedEvent(event_id, received_ms, media_type(content_type), key, body)
+    # Measure the message SQS receives: JSON escaping can make it far larger than the body.
+    if len(queued.to_json().encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
+        queued = replace(queued, body=None)
+        try:
             store.put_raw(key, body, media_type(content_type))
-    except (BotoCoreError, ClientError):
-        raise WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.") from None
+        except (BotoCoreError, ClientError):
+            raise WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.") from None
     try:
         queues.send_event(queued, message_group(event))
     except (BotoCoreError, ClientError):

@@ -57,7 +57,7 @@ def is_issue_event(event_name: str) -> bool:
 
 def event_id_for(identifier: str | None, body: bytes) -> str:
     """The same delivery identifier always yields the same event id; without one, the body decides."""
-    if identifier and _SAFE_ID.match(identifier):
+    if identifier and _SAFE_ID.fullmatch(identifier):
         return identifier
     if identifier:
         return hashlib.sha256(identifier.encode()).hexdigest()
@@ -70,7 +70,7 @@ def decode(body: bytes, content_type: str | None) -> dict[str, Any]:
     if kind in JSON_TYPES:
         try:
             data = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or numbers
             raise WebhookRejected(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc}.") from None
     elif kind in XML_TYPES:
         data = _decode_xml(body)
@@ -127,7 +127,7 @@ def _issue_identity(data: dict[str, Any]) -> tuple[str | None, str | None]:
     if raw_id is None and isinstance(data.get("worklog"), dict):
         raw_id = data["worklog"].get("issueId")
     issue_id = str(raw_id).strip() if raw_id is not None else None
-    if not issue_id or not issue_id.isdigit():
+    if not issue_id or not (issue_id.isascii() and issue_id.isdigit()):
         issue_id = None
     return issue_id, key if isinstance(key, str) and key else None
 

@@ -8,8 +8,8 @@ from functools import lru_cache
 from pathlib import Path
 
 MAX_WEBHOOK_BYTES = 6 * 1024 * 1024  # what a Lambda Function URL accepts
-# SQS takes 1 MiB per message; keep room for the envelope, base64 and attributes.
-MAX_INLINE_BODY_BYTES = 700 * 1024
+# SQS takes 1 MiB per message; a larger one carries its body by reference to the raw S3 object.
+MAX_INLINE_MESSAGE_BYTES = 960 * 1024
 
 
 @dataclass(frozen=True)

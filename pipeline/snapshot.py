@@ -44,7 +44,9 @@ def order_of(event: WebhookEvent, event_id: str) -> Order:
 
 def canonical_json(doc: Any) -> bytes:
     """The one serialisation git and S3 share: sorted keys, 2-space indent, UTF-8, trailing newline."""
-    return (json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    # A lone surrogate (half an emoji, valid in JSON) has no UTF-8 form: keep it as its JSON escape.
+    return text.encode("utf-8", "backslashreplace")
 
 
 def issue_document(issue: dict[str, Any]) -> dict[str, Any]:
@@ -110,12 +112,12 @@ def _apply_item(doc: dict[str, Any], kind: str, item: dict[str, Any], *, deleted
 
 def issue_key(doc: dict[str, Any] | None, event: WebhookEvent) -> str | None:
     key = (doc or {}).get("key") or event.issue_key
-    return key if isinstance(key, str) and KEY_PATTERN.match(key) else None
+    return key if isinstance(key, str) and KEY_PATTERN.fullmatch(key) else None
 
 
 def git_path(key: str | None, issue_id: str) -> str:
     """`issues/<PROJECT>/<KEY>.json`; an issue without a valid key is filed by id so nothing is lost."""
-    if key and KEY_PATTERN.match(key):
+    if key and KEY_PATTERN.fullmatch(key):
         return f"issues/{key.rsplit('-', 1)[0]}/{key}.json"
     return f"issues/_unkeyed/{issue_id}.json"
 

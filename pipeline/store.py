@@ -21,7 +21,7 @@ class StoreConflict(Exception):
 
 
 def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
-    if not pattern.match(value):
+    if not pattern.fullmatch(value):
         raise ValueError(f"{what} {value!r} is not safe in an S3 key")
     return value
 
