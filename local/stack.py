@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +74,10 @@ class LocalStack:
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
         self._moto.start()
+        # moto's backends are process-wide: start from exactly what was saved, nothing else.
+        urllib.request.urlopen(
+            urllib.request.Request(f"http://127.0.0.1:{self.moto_port}/moto-api/reset", method="POST"), timeout=10
+        ).read()
         s3, sqs = services.aws("s3"), services.aws("sqs")
         create_resources(s, s3, sqs)
         restored = self.state.restore_bucket(s3, s.bucket), self.state.restore_queues(sqs)

@@ -1,0 +1,183 @@
+"""The local stack over real HTTP: uvicorn front door, moto server, pollers, a bare git remote, restarts, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.stack import LocalStack, free_port
+from pipeline import services
+from pipeline.signature import sign
+from tests.harness import fixture_bytes, remote_commits, remote_file
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    return {
+        "JSYNC_HOME": str(home),
+        "JSYNC_PORT": str(free_port()),
+        "JSYNC_GIT_REMOTE": "",
+        "JSYNC_GIT_CACHE": str(home / "committer.git"),
+    }
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    for name in ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in stack_env(tmp_path / "home").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("JSYNC_GIT_REMOTE")
+    s = LocalStack()
+    s.start()
+    yield s
+    s.stop()
+    services.reset()
+
+
+def post(stack: LocalStack, name: str, identifier: str, **headers: str) -> httpx.Response:
+    return httpx.post(
+        stack.urls.webhook,
+        content=fixture_bytes(name),
+        headers={"content-type": "application/json", "x-atlassian-webhook-identifier": identifier, **headers},
+        timeout=10,
+    )
+
+
+def test_webhooks_over_http_end_in_s3_and_git(stack: LocalStack) -> None:
+    # Given the running stack, when Jira posts a created and an updated event
+    started = time.monotonic()
+    assert post(stack, "issue_created.json", "h-1").status_code == 202
+    r = post(stack, "issue_updated.json", "h-2")
+    assert r.status_code == 202 and r.json() == {"status": "queued", "issue_key": "OPS-17", "event_id": "h-2"}
+    stack.wait_idle()
+    elapsed = time.monotonic() - started
+    # Then both are snapshots in S3 and commits on the bare remote
+    s3 = services.aws("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.settings.bucket, Prefix="snapshots/")["Contents"]]
+    assert len(keys) == 2
+    commits = remote_commits(stack.settings.git_remote, "main")
+    assert [c.trailers["Jira-Event-Id"] for c in commits] == ["h-2", "h-1"]
+    doc = json.loads(remote_file(stack.settings.git_remote, "main", "issues/OPS/OPS-17.json") or b"{}")
+    assert doc["fields"]["status"]["name"] == "In Progress"
+    print(f"two webhooks captured and committed in {elapsed:.2f}s")
+
+
+def test_health_names_git_when_the_remote_is_gone(stack: LocalStack) -> None:
+    ok = httpx.get(stack.urls.health, timeout=10)
+    assert ok.status_code == 200 and ok.json()["status"] == "ok"
+    assert set(ok.json()["checks"]) == {"storage", "queues", "dead_letters", "git"}
+    remote = Path(stack.settings.git_remote)
+    remote.rename(remote.with_name("gone.git"))
+    try:
+        bad = httpx.get(stack.urls.health, timeout=10)
+        assert bad.status_code == 503
+        body = bad.json()
+        assert body["error"] == "unhealthy" and "git" in body["detail"]
+        assert body["checks"]["git"]["ok"] is False and body["checks"]["storage"]["ok"] is True
+        # and ingest keeps accepting meanwhile
+        assert post(stack, "issue_created.json", "while-down").status_code == 202
+    finally:
+        remote.with_name("gone.git").rename(remote)
+    stack.wait_idle()
+    assert [c.trailers["Jira-Event-Id"] for c in remote_commits(str(remote), "main")] == ["while-down"]
+
+
+def test_signed_webhooks_when_a_secret_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in stack_env(tmp_path / "home").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("JSYNC_GIT_REMOTE")
+    monkeypatch.setenv("JSYNC_WEBHOOK_SECRET", "It's a Secret to Everybody")
+    s = LocalStack()
+    s.start()
+    try:
+        body = fixture_bytes("issue_created.json")
+        unsigned = post(s, "issue_created.json", "sig-1")
+        assert unsigned.status_code == 401 and unsigned.json()["error"] == "signature_missing"
+        assert "Secret" not in unsigned.text
+        signed = post(s, "issue_created.json", "sig-1", **{"x-hub-signature": sign("It's a Secret to Everybody", body)})
+        assert signed.status_code == 202
+        wrong = httpx.get(s.urls.webhook, timeout=5)
+        assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
+    finally:
+        s.stop()
+        services.reset()
+
+
+def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for k, v in stack_env(tmp_path / "home").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("JSYNC_GIT_REMOTE")
+    first = LocalStack()
+    first.start()
+    post(first, "issue_created.json", "p-1")
+    first.wait_idle()
+    # A webhook accepted just before the stop stays queued across it
+    first.pollers[0].stop()
+    assert post(first, "issue_updated.json", "p-2").status_code == 202
+    first.stop()
+    services.reset()
+
+    second = LocalStack()
+    started = time.monotonic()
+    second.start()
+    print(f"restart took {time.monotonic() - started:.2f}s")
+    try:
+        second.wait_idle()
+        latest = services.store().latest("10042")
+        assert latest is not None and latest.data["capture"]["event_id"] == "p-2"
+        commits = remote_commits(second.settings.git_remote, "main")
+        assert [c.trailers["Jira-Event-Id"] for c in commits] == ["p-2", "p-1"]
+        # A replay after the restart is still recognised: no new commit
+        post(second, "issue_created.json", "p-1")
+        second.wait_idle()
+        assert len(remote_commits(second.settings.git_remote, "main")) == 2
+    finally:
+        second.stop()
+        services.reset()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JSYNC_", "AWS_"))}
+    env.update(stack_env(tmp_path / "home"))
+    env.pop("JSYNC_GIT_REMOTE")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        lines: list[str] = []
+        deadline = time.monotonic() + 30
+        assert proc.stdout is not None
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "git remote:" in line:
+                break
+        banner = "".join(lines)
+        assert "webhook:" in banner and "/webhook" in banner and "API docs:" in banner
+        url = f"http://127.0.0.1:{env['JSYNC_PORT']}/webhook"
+        body = fixture_bytes("issue_created.json")
+        r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
+        assert r.status_code == 202
+        proc.send_signal(sig)
+        stopped = time.monotonic()
+        assert proc.wait(timeout=20) == 0
+        print(f"stopped in {time.monotonic() - stopped:.2f}s")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # The event accepted before the signal is stored: in S3 state on disk, or committed.
+    home = tmp_path / "home"
+    assert (home / "state" / "s3-manifest.json").exists()
+    assert remote_commits(str(home / "remote.git"), "main") or (home / "state" / "sqs.jsonl").exists()
