@@ -33,7 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         logger.exception("batch not committed; retrying it whole")
         return _failures(records)
     logger.info("committed", extra={"commits": len(result.commits), "skipped": len(result.skipped)})
-    return _failures(records[len(changes) :])
+    return _failures(records[result.processed :])
 
 
 def _document(change: Change) -> Any:

@@ -51,7 +51,8 @@ def main() -> int:
         f"  git --git-dir {settings.git_remote} log --stat main\n"
         f"  git --git-dir {settings.git_remote} show main:issues/PLAT/PLAT-5.json\n"
         f"  {base}/api/v1/health\n"
-        f"  S3 objects: raw/, snapshots/, latest/ in bucket {settings.bucket} (saved under {settings.home}/state on stop)"
+        f"  S3 objects: raw/, snapshots/, latest/ in bucket {settings.bucket}\n"
+        f"  (saved under {settings.home}/state when the stack stops)"
     )
     return 0
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.index import project_of, record_history, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
 from pipeline.snapshot import (
@@ -62,9 +63,11 @@ def capture(
         snap_key = snapshot_key(issue_id, event.timestamp_ms, queued.event_id)
         snapshot = _snapshot(event, queued, doc, previous_doc, now_ms())
         store.put_snapshot(snap_key, snapshot)
+        record_history(store, issue_id, snapshot, snap_key.rsplit("/", 1)[1].removesuffix(".json"))
         if state is not None and state["capture"]["event_id"] == queued.event_id:
-            # We wrote latest/ on an earlier attempt and may have died before the send: send again,
-            # the committer drops what it already holds.
+            # We wrote latest/ on an earlier attempt and may have died before the indexes or the send:
+            # do both again; both are idempotent, and the committer drops what it already holds.
+            update_indexes(store, issue_id, state)
             return _advance(event, queued, send_change, state, snap_key)
         if state is not None and (state.get("deleted") or Order.from_list(state["capture"]["order"]) >= order):
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
@@ -73,6 +76,7 @@ def capture(
             store.write_json(latest_key(issue_id), new_state, current)
         except StoreConflict:
             continue
+        update_indexes(store, issue_id, new_state)
         return _advance(event, queued, send_change, new_state, snap_key)
     raise StoreConflict(latest_key(issue_id))
 
@@ -112,8 +116,9 @@ def _latest_state(snapshot: dict[str, Any], snap_key: str, previous_doc: dict[st
         "capture": capture,
         "snapshot_key": snap_key,
         "deleted": capture["deleted"],
-        # The key this issue had before this event: a move names it in the commit subject.
+        # Where the issue was before this event: a move names the old key and leaves the old project's listing.
         "previous_key": (previous_doc or {}).get("key"),
+        "previous_project": project_of(previous_doc),
     }
     if capture["deleted"]:
         latest["deleted_at"] = capture["event_time"]

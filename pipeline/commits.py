@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pipeline.gitstore import GitStore, Person, PushRejected
 from pipeline.messages import Change
 from pipeline.snapshot import Order, canonical_json, git_path
 
+log = logging.getLogger(__name__)
 _PUSH_ATTEMPTS = 5
 _HISTORY_SCAN = 10_000  # commits to look back through when our record of an issue cannot be trusted
 _TRAILER = re.compile(rb"^(Jira-[A-Za-z-]+): (.*)$", re.MULTILINE)
@@ -36,6 +38,7 @@ class GitRecord:
 class BatchResult:
     commits: list[str]  # event ids that became commits
     skipped: list[str]  # event ids already recorded (replays, older events) or changing nothing
+    processed: int  # changes dealt with, from the first; the rest are to be retried
 
 
 class GitRecords:
@@ -60,7 +63,11 @@ class GitRecords:
 def commit_batch(
     changes: list[Change], git: GitStore, records: GitRecords, document: Callable[[Change], Any]
 ) -> BatchResult:
-    """Commit every change git does not hold yet, push once, and replay on a fresh tip if the remote moved."""
+    """Commit every change git does not hold yet, push once, and replay on a fresh tip if the remote moved.
+
+    A change that cannot be committed stops the batch there (FIFO): the ones before it are pushed, it and the
+    rest are left for retry; `processed` says how many were dealt with.
+    """
     if git.tip is None and git.head is None:
         git.fetch()
     for attempt in range(_PUSH_ATTEMPTS):
@@ -68,15 +75,20 @@ def commit_batch(
         staged: dict[str, GitRecord] = {}
         committed: list[str] = []
         skipped: list[str] = []
+        processed = 0
         for change in changes:
-            record = staged.get(change.issue_id) or _trusted_record(change.issue_id, git, records)
-            order = Order.from_list(change.order)
-            if record is not None and order <= record.order:
-                skipped.append(change.event_id)
-                continue
-            new_record, made = _stage(change, record, git, document)
-            staged[change.issue_id] = new_record
-            (committed if made else skipped).append(change.event_id)
+            try:
+                record = staged.get(change.issue_id) or _trusted_record(change.issue_id, git, records)
+                order = Order.from_list(change.order)
+                if record is not None and order <= record.order:
+                    skipped.append(change.event_id)
+                else:
+                    staged[change.issue_id], made = _stage(change, record, git, document)
+                    (committed if made else skipped).append(change.event_id)
+            except Exception:
+                log.exception("change %s cannot be committed; it and the rest wait for retry", change.event_id)
+                break
+            processed += 1
         try:
             git.push()
         except PushRejected:
@@ -86,7 +98,7 @@ def commit_batch(
             continue
         # Recorded only after the push took: a crash before this line is caught by _trusted_record.
         records.save(staged)
-        return BatchResult(committed, skipped)
+        return BatchResult(committed, skipped, processed)
     raise AssertionError("unreachable")
 
 

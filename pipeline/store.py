@@ -40,6 +40,45 @@ def latest_key(issue_id: str) -> str:
     return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
 
+_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[0-9]+$")
+_PROJECT = re.compile(r"^[A-Z][A-Z0-9_]+$")
+_VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
+_FAR_FUTURE_MS = 10**13 - 1  # history keys count down from here so S3's ascending list is newest first
+
+
+def issue_key_index(key: str) -> str:
+    """Every key an issue ever had points at its id, so an old key still finds a moved issue."""
+    return f"index/keys/{_check(_KEY, key, 'issue key')}.json"
+
+
+def project_prefix(project: str) -> str:
+    return f"index/projects/{_check(_PROJECT, project, 'project key')}/"
+
+
+def project_item_key(project: str, issue_id: str) -> str:
+    # Zero-padded ids list in numeric order, which is what the listing's cursor walks.
+    return f"{project_prefix(project)}issues/{int(_check(_ISSUE_ID, issue_id, 'issue id')):020d}.json"
+
+
+def project_count_key(project: str) -> str:
+    return f"{project_prefix(project)}count.json"
+
+
+def history_prefix(issue_id: str) -> str:
+    return f"index/history/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
+
+
+def history_item_key(issue_id: str, order: list[Any]) -> str:
+    time_ms, changelog_id, event_id = int(order[0]), int(order[1]), str(order[2])
+    countdown = f"{_FAR_FUTURE_MS - time_ms:013d}-{10**12 - 1 - min(changelog_id, 10**12 - 1):012d}"
+    return f"{history_prefix(issue_id)}{countdown}-{_check(_EVENT_ID, event_id, 'event id')}.json"
+
+
+def version_key(issue_id: str, version: str) -> str:
+    """A history version is its snapshot's name: `<event_time_ms>-<event_id>`."""
+    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{_check(_VERSION, version, 'version')}.json"
+
+
 def gitstate_key(issue_id: str) -> str:
     return f"gitstate/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
@@ -105,6 +144,23 @@ class Store:
 
     def put_json(self, key: str, data: dict[str, Any]) -> None:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=canonical_json(data), ContentType="application/json")
+
+    def delete(self, key: str) -> None:
+        self.s3.delete_object(Bucket=self.bucket, Key=key)
+
+    def list_keys(self, prefix: str, start_after: str | None, limit: int) -> tuple[list[str], bool]:
+        """One LIST call: up to `limit` keys after `start_after`, and whether more follow."""
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
+        if start_after:
+            args["StartAfter"] = start_after
+        page = self.s3.list_objects_v2(**args)
+        return [item["Key"] for item in page.get("Contents", [])], bool(page.get("IsTruncated"))
+
+    def list_folders(self, prefix: str) -> list[str]:
+        folders: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
+            folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        return folders
 
     def latest(self, issue_id: str) -> Versioned | None:
         return self.read_json(latest_key(issue_id))

@@ -1,0 +1,99 @@
+"""The read side's indexes in S3, kept by the writer: key -> id, project listings and counts, history items.
+
+Each is small and per-issue, so a read costs a bounded number of S3 calls whatever the bucket holds, and no two
+issues contend for one object (except a project's count, which is a compare-and-swap with a replay guard).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.snapshot import KEY_PATTERN
+from pipeline.store import (
+    Store,
+    StoreConflict,
+    history_item_key,
+    issue_key_index,
+    project_count_key,
+    project_item_key,
+)
+
+_APPLIED_MEMORY = 500  # recent count adjustments remembered, so a retried event never counts twice
+_CAS_ATTEMPTS = 50
+
+
+def project_of(doc: dict[str, Any] | None) -> str | None:
+    """The project key an issue document belongs to (from its key, which moves with it)."""
+    key = (doc or {}).get("key")
+    if isinstance(key, str) and KEY_PATTERN.fullmatch(key):
+        return key.rsplit("-", 1)[0]
+    return None
+
+
+def listing_item(doc: dict[str, Any]) -> dict[str, Any]:
+    fields = doc.get("fields") or {}
+    status = fields.get("status")
+    return {
+        "key": doc.get("key"),
+        "id": str(doc.get("id")),
+        "summary": fields.get("summary"),
+        "status": status.get("name") if isinstance(status, dict) else status,
+        "updated": fields.get("updated"),
+    }
+
+
+def record_history(store: Store, issue_id: str, snapshot: dict[str, Any], version: str) -> None:
+    """One small item per captured event, listed newest first by its key."""
+    capture = snapshot["capture"]
+    item = {
+        "version": version,
+        "event": capture["event_type"],
+        "event_time": capture["event_time"],
+        "actor": capture["actor"],
+        "changes": capture["changes"],
+        "key": (snapshot.get("issue") or {}).get("key"),
+        "source": capture["source"],
+    }
+    store.put_json(history_item_key(issue_id, capture["order"]), item)
+
+
+def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
+    """After `latest/` advanced to `state`: keys, project membership and counts. Safe to repeat."""
+    doc = state.get("issue") if not state.get("deleted") else None
+    event_id = state["capture"]["event_id"]
+    key = (doc or {}).get("key")
+    if isinstance(key, str) and KEY_PATTERN.fullmatch(key):
+        store.put_json(issue_key_index(key), {"issue_id": issue_id})
+    before, after = state.get("previous_project"), project_of(doc)
+    if before and before != after:
+        _adjust_count(store, before, -1, f"{issue_id}:{event_id}:-", None)
+        store.delete(project_item_key(before, issue_id))
+    if after and doc is not None:
+        if before != after:
+            _adjust_count(store, after, +1, f"{issue_id}:{event_id}:+", _project_name(doc))
+        store.put_json(project_item_key(after, issue_id), listing_item(doc))
+
+
+def _project_name(doc: dict[str, Any]) -> str | None:
+    project = (doc.get("fields") or {}).get("project")
+    name = project.get("name") if isinstance(project, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _adjust_count(store: Store, project: str, delta: int, token: str, name: str | None) -> None:
+    key = project_count_key(project)
+    for _ in range(_CAS_ATTEMPTS):
+        current = store.read_json(key)
+        data = dict(current.data) if current else {"project": project, "name": name, "issue_count": 0, "applied": []}
+        if token in data["applied"]:
+            return
+        data["issue_count"] = max(0, int(data["issue_count"]) + delta)
+        data["applied"] = [*data["applied"], token][-_APPLIED_MEMORY:]
+        if name:
+            data["name"] = name
+        try:
+            store.write_json(key, data, current)
+        except StoreConflict:
+            continue
+        return
+    raise StoreConflict(key)

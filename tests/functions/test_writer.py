@@ -1,0 +1,317 @@
+"""The writer Lambda (functions/writer.py) against the SQS FIFO partial-batch contract.
+
+The handler is called directly with hand-built, real-shaped SQS batch events (moto's queue cannot show partial
+batches or ordering), and every answer is compared with the exact `batchItemFailures` Lambda must receive.
+S3 and the commits queue are the moto-backed ones of the `settings` fixture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
+
+from functions import writer
+from local.poller import LocalContext
+from pipeline import services
+from pipeline.messages import Change, QueuedEvent
+from pipeline.queues import COMMITS_GROUP, change_dedup_id
+from pipeline.settings import Settings
+from pipeline.store import Store, latest_key, raw_key, snapshot_key
+from tests.harness import fixture_bytes, fixture_json
+
+ACCOUNT = "123456789012"
+_sequence = iter(range(18_000_000_000_000_000_000, 19_000_000_000_000_000_000))
+
+
+# --- building real-shaped events -----------------------------------------------------------------
+
+
+def queued(event_id: str, body: bytes, content_type: str = "application/json") -> QueuedEvent:
+    """A webhook as ingest would have queued it (raw body inline)."""
+    received_ms = int(time.time() * 1000)
+    return QueuedEvent(event_id, received_ms, content_type, raw_key(event_id, received_ms, "json"), body)
+
+
+def sqs_record(settings: Settings, body: str, group: str, message_id: str | None = None) -> dict[str, Any]:
+    """One record of a Lambda SQS FIFO event, as the event source mapping delivers it."""
+    message_id = message_id or str(uuid.uuid4())
+    now = str(int(time.time() * 1000))
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"AQEB{hashlib.sha256(message_id.encode()).hexdigest()}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": now,
+            "SenderId": "AROAEXAMPLE:jsync-ingest",
+            "ApproximateFirstReceiveTimestamp": now,
+            "SequenceNumber": str(next(_sequence)),
+            "MessageGroupId": group,
+            "MessageDeduplicationId": hashlib.sha256(body.encode()).hexdigest(),
+        },
+        "messageAttributes": {},
+        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{settings.region}:{ACCOUNT}:{settings.events_queue}",
+        "awsRegion": settings.region,
+    }
+
+
+def event_record(settings: Settings, event: QueuedEvent, group: str) -> dict[str, Any]:
+    return sqs_record(settings, event.to_json(), group)
+
+
+def batch(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"Records": list(records)}
+
+
+def invoke(event: dict[str, Any]) -> dict[str, Any]:
+    return writer.lambda_handler(event, LocalContext("jsync-writer", str(uuid.uuid4())))
+
+
+def failures(*records: dict[str, Any]) -> dict[str, Any]:
+    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+
+
+def issue_c_body() -> bytes:
+    """A third issue (10077, OPS-19): the created fixture under another id and key."""
+    data = fixture_json("issue_created.json")
+    data["issue"]["id"] = "10077"
+    data["issue"]["key"] = "OPS-19"
+    data["issue"]["self"] = "https://example.atlassian.net/rest/api/2/issue/10077"
+    return json.dumps(data).encode()
+
+
+# --- reading what the writer left ----------------------------------------------------------------
+
+
+def s3_keys(settings: Settings, prefix: str) -> list[str]:
+    s3 = services.aws("s3")
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=settings.bucket, Prefix=prefix)
+    return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+
+def latest_event(issue_id: str) -> str | None:
+    found = services.store().latest(issue_id)
+    return found.data["capture"]["event_id"] if found else None
+
+
+def commit_messages(settings: Settings) -> list[dict[str, Any]]:
+    """Everything on the commits queue, with attributes; received messages are deleted."""
+    sqs = services.aws("sqs")
+    url = sqs.get_queue_url(QueueName=settings.commits_queue)["QueueUrl"]
+    found: list[dict[str, Any]] = []
+    for _ in range(10):
+        got = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        if not got:
+            break
+        found.extend(got)
+        for m in got:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return found
+
+
+# --- tests ---------------------------------------------------------------------------------------
+
+
+def test_all_good_batch_reports_no_failures_and_stores_every_event(settings: Settings) -> None:
+    # Given a batch of three events over two issues
+    created = queued("w-created", fixture_bytes("issue_created.json"))
+    updated = queued("w-updated", fixture_bytes("issue_updated.json"))
+    adf = queued("w-adf", fixture_bytes("issue_created_adf.json"))
+    event = batch(
+        event_record(settings, created, "10042"),
+        event_record(settings, adf, "10050"),
+        event_record(settings, updated, "10042"),
+    )
+
+    # When the writer handles it
+    response = invoke(event)
+
+    # Then nothing failed, and raw, snapshot and latest exist for each event
+    assert response == {"batchItemFailures": []}
+    for q in (created, updated, adf):
+        assert s3_keys(settings, q.raw_key) == [q.raw_key]
+    assert s3_keys(settings, "snapshots/") == [
+        snapshot_key("10042", 1764000000123, "w-created"),
+        snapshot_key("10042", 1764000100456, "w-updated"),
+        snapshot_key("10050", 1764000050000, "w-adf"),
+    ]
+    assert s3_keys(settings, "latest/") == [latest_key("10042"), latest_key("10050")]
+    assert latest_event("10042") == "w-updated"
+    assert latest_event("10050") == "w-adf"
+    snapshot = json.loads(services.store().get_bytes(snapshot_key("10042", 1764000100456, "w-updated")))
+    assert snapshot["issue"]["key"] == "OPS-17"
+    assert snapshot["capture"]["event_id"] == "w-updated"
+
+
+def test_poison_message_fails_only_its_own_group(settings: Settings) -> None:
+    # Given [m0: A ok, m1: B poison, m2: A ok, m3: C ok, m4: B ok]; m1 is a corrupt/redriven message
+    # whose webhook body is not JSON (ingest never queues one, but nothing stops a redrive from it)
+    m0 = event_record(settings, queued("a-0", fixture_bytes("issue_created.json")), "10042")
+    m1 = event_record(settings, queued("b-poison", b'{"webhookEvent": "jira:issue_upd'), "10050")
+    m2 = event_record(settings, queued("a-1", fixture_bytes("issue_updated.json")), "10042")
+    m3 = event_record(settings, queued("c-0", issue_c_body()), "10077")
+    m4 = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+
+    # When the writer handles the batch
+    response = invoke(batch(m0, m1, m2, m3, m4))
+
+    # Then exactly m1 and m4 come back (skip_group_on_error), in batch order
+    assert response == failures(m1, m4)
+    # and the other groups went on: m2 and m3 were captured, m4 was held back behind m1
+    assert latest_event("10042") == "a-1"
+    assert latest_event("10077") == "c-0"
+    assert latest_event("10050") is None
+    assert s3_keys(settings, "snapshots/10050/") == []
+    assert s3_keys(settings, "snapshots/10077/") == [snapshot_key("10077", 1764000000123, "c-0")]
+
+
+def test_corrupt_sqs_body_fails_only_its_own_group(settings: Settings) -> None:
+    # Given a record whose SQS body is not a QueuedEvent at all, between two good ones of another issue
+    good = event_record(settings, queued("a-0", fixture_bytes("issue_created.json")), "10042")
+    corrupt = sqs_record(settings, "not json", "10050")
+    later = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+
+    # When / Then only the corrupt record and the one behind it in its group fail
+    assert invoke(batch(corrupt, good, later)) == failures(corrupt, later)
+    assert latest_event("10042") == "a-0"
+    assert latest_event("10050") is None
+
+
+def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given S3 refuses the raw copy of issue B's first event (503 SlowDown)
+    a0 = queued("a-0", fixture_bytes("issue_created.json"))
+    b0 = queued("b-0", fixture_bytes("issue_created_adf.json"))
+    c0 = queued("c-0", issue_c_body())
+    a1 = queued("a-1", fixture_bytes("issue_updated.json"))
+    real_put_raw = Store.put_raw
+    refused: list[str] = []
+
+    def flaky_put_raw(self: Store, key: str, body: bytes, content_type: str) -> None:
+        if key == b0.raw_key:
+            refused.append(key)
+            raise ClientError(
+                {
+                    "Error": {"Code": "SlowDown", "Message": "Reduce your request rate."},
+                    "ResponseMetadata": {"HTTPStatusCode": 503},
+                },
+                "PutObject",
+            )
+        real_put_raw(self, key, body, content_type)
+
+    monkeypatch.setattr(Store, "put_raw", flaky_put_raw)
+    r_a0 = event_record(settings, a0, "10042")
+    r_b0 = event_record(settings, b0, "10050")
+    r_c0 = event_record(settings, c0, "10077")
+    r_a1 = event_record(settings, a1, "10042")
+    # A second event of B, behind the failing one (a retry of the same delivery: same raw body, new id)
+    b1 = queued("b-1", fixture_bytes("issue_created_adf.json"))
+    r_b1 = event_record(settings, b1, "10050")
+
+    # When the writer handles [a0, b0, c0, b1, a1]
+    response = invoke(batch(r_a0, r_b0, r_c0, r_b1, r_a1))
+
+    # Then only group B's records fail; the others were captured
+    assert response == failures(r_b0, r_b1)
+    assert refused == [b0.raw_key]
+    assert latest_event("10042") == "a-1"
+    assert latest_event("10077") == "c-0"
+    assert latest_event("10050") is None
+    assert s3_keys(settings, "raw/") == sorted([a0.raw_key, c0.raw_key, a1.raw_key])
+
+    # When S3 is back and Lambda retries the failed records
+    monkeypatch.setattr(Store, "put_raw", real_put_raw)
+    assert invoke(batch(r_b0, r_b1)) == {"batchItemFailures": []}
+
+    # Then issue B is captured too
+    assert latest_event("10050") == "b-1"
+    assert s3_keys(settings, "snapshots/10050/") == [
+        snapshot_key("10050", 1764000050000, "b-0"),
+        snapshot_key("10050", 1764000050000, "b-1"),
+    ]
+
+
+def test_every_record_failing_raises_so_the_whole_batch_is_retried(settings: Settings) -> None:
+    # Given a batch in which every record fails (a poison record and the record queued behind it)
+    poison = event_record(settings, queued("b-poison", b"<<not json>>"), "10050")
+    behind = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+
+    # When / Then Powertools raises BatchProcessingError instead of returning a response
+    with pytest.raises(BatchProcessingError):
+        invoke(batch(poison, behind))
+    with pytest.raises(BatchProcessingError):
+        invoke(batch(sqs_record(settings, "not json", "10042")))
+    # and nothing of the issue was captured
+    assert latest_event("10050") is None
+    assert s3_keys(settings, "snapshots/") == []
+
+
+def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing(settings: Settings) -> None:
+    # Given two state-advancing events of OPS-17
+    created = queued("s-created", fixture_bytes("issue_created.json"))
+    assignee = queued("s-assignee", fixture_bytes("issue_updated_assignee.json"))
+
+    # When the writer captures them
+    assert invoke(batch(event_record(settings, created, "10042"), event_record(settings, assignee, "10042"))) == {
+        "batchItemFailures": []
+    }
+
+    # Then each became one message on the commits queue, in the single "commits" group
+    sent = commit_messages(settings)
+    assert len(sent) == 2
+    changes = [Change.from_json(m["Body"]) for m in sent]
+    assert [c.event_id for c in changes] == ["s-created", "s-assignee"]
+    for message, change in zip(sent, changes, strict=True):
+        assert message["Attributes"]["MessageGroupId"] == COMMITS_GROUP == "commits"
+        assert message["Attributes"]["MessageDeduplicationId"] == change_dedup_id(change)
+        assert change.issue_id == "10042"
+        assert change.key == "OPS-17"
+        assert change.deleted is False
+        assert change.document is not None and change.document["key"] == "OPS-17"
+    assert changes[0].event_name == "jira:issue_created"
+    assert changes[1].order[:2] == [1764000200789, 10790]
+    assert changes[1].snapshot_key == snapshot_key("10042", 1764000200789, "s-assignee")
+
+    # When an older event of the same issue arrives late (a delayed delivery)
+    stale = queued("s-stale", fixture_bytes("issue_updated_stale.json"))
+    assert invoke(batch(event_record(settings, stale, "10042"))) == {"batchItemFailures": []}
+
+    # Then it is kept as a snapshot, latest/ does not go back, and nothing is sent for git
+    assert snapshot_key("10042", 1764000150000, "s-stale") in s3_keys(settings, "snapshots/10042/")
+    assert latest_event("10042") == "s-assignee"
+    assert commit_messages(settings) == []
+
+
+def test_replayed_event_is_sent_again_with_the_same_dedup_id(settings: Settings) -> None:
+    # Given an event already captured and sent
+    created = queued("r-created", fixture_bytes("issue_created.json"))
+    assert invoke(batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
+    first = commit_messages(settings)
+
+    # When SQS delivers the same event again (at-least-once)
+    assert invoke(batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
+    again = commit_messages(settings)
+
+    # Then the resend carries the same dedup id, so SQS (within 5 min) or the committer drops it
+    assert len(first) == 1
+    assert len(again) <= 1
+    for m in again:
+        assert m["Attributes"]["MessageDeduplicationId"] == first[0]["Attributes"]["MessageDeduplicationId"]
+        assert Change.from_json(m["Body"]).event_id == "r-created"
+    assert s3_keys(settings, "snapshots/10042/") == [snapshot_key("10042", 1764000000123, "r-created")]
