@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI, Request
+from botocore.exceptions import BotoCoreError, ClientError
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.routes import health
+from api.auth import require_api_key
+from api.routes import health, issues, projects, sync
 from pipeline.errors import JSyncError
 
 
@@ -20,6 +23,8 @@ def create_app() -> FastAPI:
         description="Every change to your Jira issues, as JSON snapshots in S3 and commits in git.",
     )
     app.include_router(health.router, prefix="/api/v1")
+    for private in (issues.router, projects.router, sync.router):
+        app.include_router(private, prefix="/api/v1", dependencies=[Depends(require_api_key)])
 
     @app.exception_handler(JSyncError)
     async def _jsync_error(_: Request, exc: JSyncError) -> JSONResponse:
@@ -33,6 +38,15 @@ def create_app() -> FastAPI:
             detail = "No such endpoint; see /docs for what JSync serves."
         return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(ClientError)
+    async def _storage_down(_: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"error": "storage_unavailable", "detail": "Storage is unavailable right now; retry shortly."},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
@@ -41,7 +55,22 @@ def create_app() -> FastAPI:
             {"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400
         )
 
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI documents 422 for validation errors; JSync answers 400 in its own error shape, so say that."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            operation.get("responses", {}).pop("422", None)
+    for name in ("HTTPValidationError", "ValidationError"):
+        schema.get("components", {}).get("schemas", {}).pop(name, None)
+    app.openapi_schema = schema
+    return schema
 
 
 app = create_app()

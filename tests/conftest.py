@@ -12,7 +12,7 @@ from dulwich.repo import Repo
 from moto.server import ThreadedMotoServer
 
 from local.resources import create_resources
-from local.stack import free_port
+from local.stack import LocalStack, free_port
 from pipeline import services
 from pipeline.settings import Settings, get_settings
 from tests.harness import Pipeline
@@ -67,6 +67,29 @@ def settings(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings)
+
+
+def stack_env(home: Path) -> dict[str, str]:
+    return {
+        "JSYNC_HOME": str(home),
+        "JSYNC_PORT": str(free_port()),
+        "JSYNC_GIT_REMOTE": "",
+        "JSYNC_GIT_CACHE": str(home / "committer.git"),
+    }
+
+
+@pytest.fixture
+def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
+    for name in ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    for k, v in stack_env(tmp_path / "home").items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("JSYNC_GIT_REMOTE")
+    s = LocalStack()
+    s.start()
+    yield s
+    s.stop()
+    services.reset()
 
 
 @pytest.fixture(autouse=True)

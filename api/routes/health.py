@@ -7,28 +7,13 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 
+from api.models import Health, Unhealthy
 from pipeline import services
 from pipeline.health import run_checks
 from pipeline.settings import get_settings
 
 router = APIRouter(tags=["health"])
-
-
-class CheckResult(BaseModel):
-    ok: bool
-    detail: str
-
-
-class Health(BaseModel):
-    status: str
-    checks: dict[str, CheckResult]
-
-
-class Unhealthy(Health):
-    error: str
-    detail: str
 
 
 def _git_tip() -> Any:

@@ -8,41 +8,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from local.stack import LocalStack, free_port
+from local.stack import LocalStack
 from pipeline import services
 from pipeline.signature import sign
+from tests.conftest import stack_env
 from tests.harness import fixture_bytes, remote_commits, remote_file
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def stack_env(home: Path) -> dict[str, str]:
-    return {
-        "JSYNC_HOME": str(home),
-        "JSYNC_PORT": str(free_port()),
-        "JSYNC_GIT_REMOTE": "",
-        "JSYNC_GIT_CACHE": str(home / "committer.git"),
-    }
-
-
-@pytest.fixture
-def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    for name in ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(name, raising=False)
-    for k, v in stack_env(tmp_path / "home").items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("JSYNC_GIT_REMOTE")
-    s = LocalStack()
-    s.start()
-    yield s
-    s.stop()
-    services.reset()
 
 
 def post(stack: LocalStack, name: str, identifier: str, **headers: str) -> httpx.Response:

@@ -1,0 +1,151 @@
+"""The read API's response and request models: what /docs shows, with examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ErrorBody(BaseModel):
+    error: str = Field(description="A short code a script can switch on.", examples=["issue_not_found"])
+    detail: str = Field(
+        description="One sentence a person can act on.", examples=["No issue OPS-99 has been captured."]
+    )
+
+
+class CheckResult(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Health(BaseModel):
+    status: str = Field(examples=["ok"])
+    checks: dict[str, CheckResult]
+
+
+class Unhealthy(Health):
+    error: str = Field(examples=["unhealthy"])
+    detail: str = Field(examples=["Failing checks: git."])
+
+
+class IssueDocument(BaseModel):
+    """The issue as Jira sent it, less viewer-relative fields: the same JSON git holds."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "10042",
+                    "key": "OPS-17",
+                    "self": "https://example.atlassian.net/rest/api/2/issue/10042",
+                    "fields": {"summary": "Rotate certificates", "status": {"name": "In Progress"}},
+                }
+            ]
+        },
+    )
+
+    id: str | int | None = None
+    key: str | None = None
+    fields: dict[str, Any] | None = None
+
+
+class ProjectSummary(BaseModel):
+    key: str = Field(examples=["OPS"])
+    name: str | None = Field(default=None, examples=["Operations"])
+    issue_count: int = Field(examples=[42])
+
+
+class ProjectList(BaseModel):
+    items: list[ProjectSummary]
+
+
+class IssueListItem(BaseModel):
+    key: str | None = Field(examples=["OPS-17"])
+    id: str = Field(examples=["10042"])
+    summary: str | None = Field(examples=["Rotate certificates"])
+    status: str | None = Field(examples=["In Progress"])
+    updated: str | None = Field(examples=["2026-11-24T13:20:00.118+0000"])
+
+
+class IssueList(BaseModel):
+    items: list[IssueListItem]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class FieldChange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    field: str = Field(examples=["status"])
+    from_: str | None = Field(alias="from", serialization_alias="from", examples=["To Do"])
+    to: str | None = Field(examples=["In Progress"])
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    accountId: str | None = None
+    displayName: str | None = None
+
+
+class HistoryItem(BaseModel):
+    version: str = Field(examples=["1764000100456-b0e1c2d3"])
+    event: str = Field(examples=["jira:issue_updated"])
+    event_time: int = Field(description="Epoch milliseconds, from the webhook's timestamp.", examples=[1764000100456])
+    actor: Actor | None
+    changes: list[FieldChange]
+
+
+class History(BaseModel):
+    items: list[HistoryItem]
+    next_cursor: str | None
+
+
+class Capture(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str
+    event_type: str
+    event_time: int
+    captured_at: int
+    actor: Actor | None
+    source: str
+
+
+class Snapshot(BaseModel):
+    issue: IssueDocument | None
+    capture: Capture
+
+
+class SyncRequest(BaseModel):
+    project: str | None = Field(default=None, examples=["OPS"])
+    since: str | None = Field(default=None, description="ISO-8601", examples=["2026-11-01T00:00:00Z"])
+
+
+class SyncAccepted(BaseModel):
+    job_id: str
+
+
+class SyncJob(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    job_id: str
+    state: str
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the error statuses a route can answer, all in the one error shape."""
+    meaning = {
+        304: "Not modified: the `If-None-Match` tag matches; the `ETag` is repeated.",
+        400: "The request is malformed (path, query or cursor); `detail` says what.",
+        401: "`X-API-Key` is missing or wrong.",
+        404: "Nothing captured under that name.",
+        410: "The issue was deleted in Jira; `detail` says when and by whom.",
+        501: "Not built yet.",
+        503: "A dependency is unavailable.",
+    }
+    return {
+        s: ({"description": meaning[s]} if s == 304 else {"model": ErrorBody, "description": meaning[s]})
+        for s in statuses
+    }
