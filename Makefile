@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo clean
+.PHONY: run test lint demo redrive package deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +23,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+# Local stack by default (a running `make run`); STAGE=name for a deployed stage, with AWS credentials.
+redrive: $(STAMP)
+	$(PY) -m pipeline.redrive $(if $(STAGE),--stage $(STAGE),)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis .ruff_cache
