@@ -2,29 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.index import project_of, record_history, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
+from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import (
     FieldChange,
     Order,
     actor,
     apply_event,
-    canonical_json,
     field_changes,
     headline,
+    issue_document,
     issue_key,
     order_of,
 )
 from pipeline.store import Store, StoreConflict, latest_key, snapshot_key
 
-_MAX_INLINE_DOCUMENT = 600 * 1024  # larger documents reach the committer by their snapshot key
+_MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a change would not fit in SQS
 _CAS_ATTEMPTS = 20
+_FULL_ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 
 
 @dataclass(frozen=True)
@@ -59,19 +62,21 @@ def capture(
         current = store.latest(issue_id)
         state = current.data if current else None
         previous_doc = _document(state)
-        doc = apply_event(previous_doc, event)
         snap_key = snapshot_key(issue_id, event.timestamp_ms, queued.event_id)
-        snapshot = _snapshot(event, queued, doc, previous_doc, now_ms())
-        store.put_snapshot(snap_key, snapshot)
+        snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now_ms())
+        if not store.put_snapshot(snap_key, snapshot):
+            # Captured before (a retry or a replay): what was stored then is the record, not a recomputation.
+            snapshot = json.loads(store.get_bytes(snap_key))
         record_history(store, issue_id, snapshot, snap_key.rsplit("/", 1)[1].removesuffix(".json"))
         if state is not None and state["capture"]["event_id"] == queued.event_id:
             # We wrote latest/ on an earlier attempt and may have died before the indexes or the send:
             # do both again; both are idempotent, and the committer drops what it already holds.
             update_indexes(store, issue_id, state)
             return _advance(event, queued, send_change, state, snap_key)
-        if state is not None and (state.get("deleted") or Order.from_list(state["capture"]["order"]) >= order):
+        new_order = _advancing_order(state, event, order)
+        if new_order is None:
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
-        new_state = _latest_state(snapshot, snap_key, previous_doc)
+        new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state)
         try:
             store.write_json(latest_key(issue_id), new_state, current)
         except StoreConflict:
@@ -79,6 +84,27 @@ def capture(
         update_indexes(store, issue_id, new_state)
         return _advance(event, queued, send_change, new_state, snap_key)
     raise StoreConflict(latest_key(issue_id))
+
+
+def _advancing_order(state: dict[str, Any] | None, event: WebhookEvent, order: Order) -> Order | None:
+    """Where latest/ goes if this event moves it, or None if it does not.
+
+    Newer events advance. Two older ones do too, because they carry what the newer state lacks: the issue's
+    deletion (a cascaded delete of its comments can be processed first) and the first full issue over a
+    document built from a comment's cut-down issue. Those take an order just above the current one, so the
+    state still only moves forward and the committer still sees a newer change.
+    """
+    if state is None:
+        return order
+    if state.get("deleted"):
+        return None
+    current = Order.from_list(state.get("order") or state["capture"]["order"])
+    if order > current:
+        return order
+    fills_in = state.get("partial") and event.event_name in _FULL_ISSUE_EVENTS
+    if event.event_name == "jira:issue_deleted" or fills_in:
+        return Order(current.time_ms, current.changelog_id, f"{current.event_id}+{order.event_id}")
+    return None
 
 
 def _document(state: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -91,8 +117,11 @@ def _document(state: dict[str, Any] | None) -> dict[str, Any] | None:
 def _snapshot(
     event: WebhookEvent, queued: QueuedEvent, doc: dict[str, Any] | None, previous: dict[str, Any] | None, now: int
 ) -> dict[str, Any]:
+    if doc is None:  # a deletion: keep the issue as it was, from the store or else from the payload
+        issue = event.data.get("issue")
+        shown = previous or (issue_document(issue) if isinstance(issue, dict) else None)
     return {
-        "issue": doc if doc is not None else previous,
+        "issue": doc if doc is not None else shown,
         "capture": {
             "event_id": queued.event_id,
             "event_type": event.event_name,
@@ -109,11 +138,22 @@ def _snapshot(
     }
 
 
-def _latest_state(snapshot: dict[str, Any], snap_key: str, previous_doc: dict[str, Any] | None) -> dict[str, Any]:
+def _latest_state(
+    snapshot: dict[str, Any],
+    snap_key: str,
+    previous_doc: dict[str, Any] | None,
+    order: Order,
+    event: WebhookEvent,
+    state: dict[str, Any] | None,
+) -> dict[str, Any]:
     capture = snapshot["capture"]
+    collection_event = event.event_name.split("_", 1)[0] in ("comment", "worklog")
     latest: dict[str, Any] = {
         "issue": snapshot["issue"],
         "capture": capture,
+        "order": order.as_list(),
+        # Built from a comment's or worklog's cut-down issue only: the first full issue event fills it in.
+        "partial": collection_event and (state is None or bool(state.get("partial"))),
         "snapshot_key": snap_key,
         "deleted": capture["deleted"],
         # Where the issue was before this event: a move names the old key and leaves the old project's listing.
@@ -133,25 +173,37 @@ def _advance(
     state: dict[str, Any],
     snap_key: str,
 ) -> Captured:
-    doc = None if state["deleted"] else state["issue"]
     capture = state["capture"]
     key = issue_key(state["issue"], event)
     changes = [FieldChange(c["field"], c["from"], c["to"]) for c in capture["changes"]]
-    inline = doc is None or len(canonical_json(doc)) <= _MAX_INLINE_DOCUMENT
-    send_change(
-        Change(
-            issue_id=str(event.issue_id),
-            key=key,
-            previous_key=state.get("previous_key"),
-            event_id=queued.event_id,
-            event_name=event.event_name,
-            order=capture["order"],
-            actor=capture["actor"],
-            subject=headline(event, key or str(event.issue_id), state.get("previous_key"), changes),
-            changes=capture["changes"],
-            deleted=bool(state["deleted"]),
-            snapshot_key=snap_key,
-            document=doc if inline else None,
-        )
+    change = Change(
+        issue_id=str(event.issue_id),
+        key=key,
+        previous_key=state.get("previous_key"),
+        event_id=queued.event_id,
+        event_name=event.event_name,
+        order=state.get("order") or capture["order"],
+        actor=capture["actor"],
+        subject=headline(event, key or str(event.issue_id), state.get("previous_key"), changes),
+        changes=capture["changes"],
+        deleted=bool(state["deleted"]),
+        snapshot_key=snap_key,
+        document=None if state["deleted"] else state["issue"],
+        event_time_ms=event.timestamp_ms,
     )
+    send_change(_fit_in_a_message(change))
     return Captured(queued.event_id, event.issue_id, snap_key, advanced=True)
+
+
+def _fit_in_a_message(change: Change) -> Change:
+    """SQS takes 1 MiB: a big document travels by its snapshot key, long field values are cut (as in git)."""
+    if len(change.to_json()) <= MAX_INLINE_MESSAGE_BYTES:
+        return change
+    change = replace(change, document=None)
+    if len(change.to_json()) <= MAX_INLINE_MESSAGE_BYTES:
+        return change
+    return replace(change, changes=[{k: _cut(v) for k, v in c.items()} for c in change.changes])
+
+
+def _cut(value: Any) -> Any:
+    return value[:_MAX_CHANGE_TEXT] + "..." if isinstance(value, str) and len(value) > _MAX_CHANGE_TEXT else value

@@ -14,24 +14,23 @@ from pipeline.snapshot import Order, canonical_json, git_path
 
 log = logging.getLogger(__name__)
 _PUSH_ATTEMPTS = 5
-_HISTORY_SCAN = 10_000  # commits to look back through when our record of an issue cannot be trusted
+_HISTORY_SCAN = 10_000  # bound on the commits read back when the branch moved past our records
 _TRAILER = re.compile(rb"^(Jira-[A-Za-z-]+): (.*)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
 class GitRecord:
-    """What git holds for one issue: the newest event committed, where its file is and which blob it is."""
+    """What git holds for one issue: the newest event committed and where its file is (None once deleted)."""
 
     order: Order
     path: str | None
-    blob: str | None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"order": self.order.as_list(), "path": self.path, "blob": self.blob}
+        return {"order": self.order.as_list(), "path": self.path}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GitRecord:
-        return cls(Order.from_list(data["order"]), data.get("path"), data.get("blob"))
+        return cls(Order.from_list(data["order"]), data.get("path"))
 
 
 @dataclass(frozen=True)
@@ -42,11 +41,30 @@ class BatchResult:
 
 
 class GitRecords:
-    """Per-issue records kept in S3 (durable across cold starts), cached in memory while warm."""
+    """Per-issue records kept in S3 (durable across cold starts), cached in memory while warm.
 
-    def __init__(self, load: Callable[[str], dict[str, Any] | None], save: Callable[[str, dict[str, Any]], None]):
-        self._load, self._save = load, save
+    They are written after each push, then the tip they describe. If the branch is past that tip (a crash
+    between push and records, or someone else's commit), the commits since it are read back for their
+    trailers, which say the same thing; so records never need to be right, only never ahead of git.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[str], dict[str, Any] | None],
+        save: Callable[[str, dict[str, Any]], None],
+        load_tip: Callable[[], str | None],
+        save_tip: Callable[[str], None],
+    ) -> None:
+        self._load, self._save, self._load_tip, self._save_tip = load, save, load_tip, save_tip
         self._cache: dict[str, GitRecord | None] = {}
+        self._tip: str | None = None
+        self._tip_loaded = False
+
+    def tip(self) -> str | None:
+        """The branch tip the records describe."""
+        if not self._tip_loaded:
+            self._tip, self._tip_loaded = self._load_tip(), True
+        return self._tip
 
     def get(self, issue_id: str) -> GitRecord | None:
         if issue_id not in self._cache:
@@ -54,10 +72,13 @@ class GitRecords:
             self._cache[issue_id] = GitRecord.from_dict(data) if data else None
         return self._cache[issue_id]
 
-    def save(self, records: dict[str, GitRecord]) -> None:
+    def save(self, records: dict[str, GitRecord], tip: str | None) -> None:
         for issue_id, record in records.items():
             self._save(issue_id, record.as_dict())
             self._cache[issue_id] = record
+        if tip and tip != self.tip():
+            self._save_tip(tip)
+            self._tip = tip
 
 
 def commit_batch(
@@ -72,13 +93,16 @@ def commit_batch(
         git.fetch()
     for attempt in range(_PUSH_ATTEMPTS):
         git.begin()
+        since_records = _records_since(git, records.tip())
         staged: dict[str, GitRecord] = {}
         committed: list[str] = []
         skipped: list[str] = []
         processed = 0
         for change in changes:
             try:
-                record = staged.get(change.issue_id) or _trusted_record(change.issue_id, git, records)
+                record = (
+                    staged.get(change.issue_id) or since_records.get(change.issue_id) or records.get(change.issue_id)
+                )
                 order = Order.from_list(change.order)
                 if record is not None and order <= record.order:
                     skipped.append(change.event_id)
@@ -96,37 +120,34 @@ def commit_batch(
                 raise
             git.fetch()
             continue
-        # Recorded only after the push took: a crash before this line is caught by _trusted_record.
-        records.save(staged)
+        # Recorded only after the push took; a crash before this line is made good by _records_since.
+        records.save(staged, git.tip.decode() if git.tip else None)
         return BatchResult(committed, skipped, processed)
     raise AssertionError("unreachable")
 
 
-def _trusted_record(issue_id: str, git: GitStore, records: GitRecords) -> GitRecord | None:
-    """Our S3 record if git agrees with it, else what the commit history says."""
-    record = records.get(issue_id)
-    if record is not None:
-        current = git.blob_id(record.path) if record.path else None
-        if (current.decode() if current else None) == record.blob:
-            return record
-    return _record_from_history(issue_id, git) or record
-
-
-def _record_from_history(issue_id: str, git: GitStore) -> GitRecord | None:
-    for count, (_, message) in enumerate(git.history()):
-        if count >= _HISTORY_SCAN:
+def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]:
+    """What the commits after `saved_tip` say about their issues, newest first (empty when at the tip)."""
+    found: dict[str, GitRecord] = {}
+    if git.head is not None and git.head.decode() == saved_tip:
+        return found
+    for count, (sha, message) in enumerate(git.history()):
+        if sha.decode() == saved_tip or count >= _HISTORY_SCAN:
             break
         trailers = {k.decode(): v.decode("utf-8", "replace").strip() for k, v in _TRAILER.findall(message)}
-        if trailers.get("Jira-Issue-Id") != issue_id or "Jira-Event-Time" not in trailers:
+        issue_id = trailers.get("Jira-Issue-Id")
+        if not issue_id or issue_id in found or "Jira-Event-Time" not in trailers:
             continue
-        order = Order(
-            int(trailers["Jira-Event-Time"]), int(trailers.get("Jira-Changelog-Id") or 0), trailers["Jira-Event-Id"]
-        )
-        key = trailers.get("Jira-Issue-Key")
-        path = None if trailers.get("Jira-Event") == "jira:issue_deleted" else git_path(key, issue_id)
-        blob = git.blob_id(path) if path else None
-        return GitRecord(order, path, blob.decode() if blob else None)
-    return None
+        if "Jira-Order" in trailers:
+            time_ms, changelog_id, key = trailers["Jira-Order"].split(" ", 2)
+            order = Order(int(time_ms), int(changelog_id), key)
+        else:
+            order = Order(
+                int(trailers["Jira-Event-Time"]), int(trailers.get("Jira-Changelog-Id") or 0), trailers["Jira-Event-Id"]
+            )
+        deleted = trailers.get("Jira-Event") == "jira:issue_deleted"
+        found[issue_id] = GitRecord(order, None if deleted else git_path(trailers.get("Jira-Issue-Key"), issue_id))
+    return found
 
 
 def _stage(
@@ -140,9 +161,8 @@ def _stage(
     if new_path is not None:
         content = canonical_json(change.document if change.document is not None else document(change))
         writes[new_path] = content
-    made = git.stage(writes, _author(change), order.time_ms // 1000, commit_message(change)) is not None
-    blob = git.blob_id(new_path) if new_path else None
-    return GitRecord(order, new_path, blob.decode() if blob else None), made
+    made = git.stage(writes, _author(change), change.time_ms // 1000, commit_message(change)) is not None
+    return GitRecord(order, new_path), made
 
 
 def _path_of(key: str | None, issue_id: str) -> str | None:
@@ -170,9 +190,12 @@ def commit_message(change: Change) -> str:
         f"Jira-Event: {change.event_name}",
         f"Jira-Issue-Id: {change.issue_id}",
         f"Jira-Issue-Key: {key}",
-        f"Jira-Event-Time: {order.time_ms}",
+        f"Jira-Event-Time: {change.time_ms}",
         f"Jira-Changelog-Id: {order.changelog_id}",
     ]
+    if (order.time_ms, order.event_id) != (change.time_ms, change.event_id):
+        # Placed above a newer state (a late delete, a full issue over a partial one): keep where, for recovery.
+        lines.append(f"Jira-Order: {order.time_ms} {order.changelog_id} {order.event_id}")
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from dulwich.repo import Repo
 
 COMMITTER = b"JSync <jsync@jsync.invalid>"
 _FILE_MODE = 0o100644
+_MAX_PACKS = 32
 
 
 class PushRejected(Exception):
@@ -95,6 +96,7 @@ class GitStore:
         if tip:
             self.repo.refs[ref] = tip
         self.tip = tip
+        self._tidy()
         self.begin()
         return tip
 
@@ -126,7 +128,14 @@ class GitStore:
         assert head is not None
         self.repo.refs[self.ref] = head
         self.tip = head
+        self._tidy()
         self.begin()
+
+    def _tidy(self) -> None:
+        # Each push and fetch adds a pack, and dulwich keeps every pack open: fold them into one now and
+        # then, or a warm committer runs out of file descriptors after a few hundred batches.
+        if self.repo.object_store.count_pack_files() > _MAX_PACKS:
+            self.repo.object_store.repack()
 
     # --- staging --------------------------------------------------------------------------------
     def begin(self) -> None:

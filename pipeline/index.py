@@ -61,7 +61,8 @@ def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
     """After `latest/` advanced to `state`: keys, project membership and counts. Safe to repeat."""
     doc = state.get("issue") if not state.get("deleted") else None
     event_id = state["capture"]["event_id"]
-    key = (doc or {}).get("key")
+    # A deleted issue keeps its keys, so asking for it answers 410, not 404.
+    key = (state.get("issue") or {}).get("key")
     if isinstance(key, str) and KEY_PATTERN.fullmatch(key):
         store.put_json(issue_key_index(key), {"issue_id": issue_id})
     before, after = state.get("previous_project"), project_of(doc)

@@ -35,7 +35,7 @@ def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Que
         verify(settings.webhook_secret, body, headers.get("x-hub-signature"))
     content_type = headers.get("content-type", "")
     received_ms = int(time.time() * 1000)
-    event = parse_event(body, content_type, received_ms)
+    event = parse_event(body, content_type, received_ms, full=False)
     event_id = event_id_for(headers.get("x-atlassian-webhook-identifier"), body)
     key = raw_key(event_id, received_ms, file_extension(content_type))
     queued = QueuedEvent(event_id, received_ms, media_type(content_type), key, body)

@@ -33,7 +33,7 @@ class QueuedEvent:
                 data["body"] = self.body.decode("utf-8")
             except UnicodeDecodeError:
                 data["body_b64"] = base64.b64encode(self.body).decode("ascii")
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> QueuedEvent:
@@ -69,9 +69,15 @@ class Change:
     deleted: bool
     snapshot_key: str
     document: dict[str, Any] | None = None  # None when deleted, or when too big (then read snapshot_key)
+    event_time_ms: int | None = None  # the event's own time; `order` may sit above it (see capture)
+
+    @property
+    def time_ms(self) -> int:
+        return int(self.event_time_ms if self.event_time_ms is not None else self.order[0])
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
+        # ASCII only: SQS refuses some Unicode (U+FFFE, U+FFFF) that JSON may carry.
+        return json.dumps(asdict(self), separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Change:

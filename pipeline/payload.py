@@ -7,9 +7,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from xml.parsers.expat import ExpatError
-
-import xmltodict
+from xml.parsers import expat
 
 from pipeline.errors import WebhookRejected
 
@@ -64,8 +62,12 @@ def event_id_for(identifier: str | None, body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def decode(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Parse the body by its content type into the JSON envelope shape."""
+def decode(body: bytes, content_type: str | None, *, full: bool = True) -> dict[str, Any]:
+    """Parse the body by its content type into the JSON envelope shape.
+
+    `full=False` is ingest's check: for XML it proves the body well-formed and reads only the fields that
+    route it, with the stdlib, so the ingest Lambda ships no XML library. The writer converts it whole.
+    """
     kind = media_type(content_type)
     if kind in JSON_TYPES:
         try:
@@ -73,7 +75,7 @@ def decode(body: bytes, content_type: str | None) -> dict[str, Any]:
         except (ValueError, RecursionError) as exc:  # bad UTF-8, bad JSON, absurd nesting or numbers
             raise WebhookRejected(400, "invalid_json", f"The body is not valid UTF-8 JSON: {exc}.") from None
     elif kind in XML_TYPES:
-        data = _decode_xml(body)
+        data = _decode_xml(body) if full else _scan_xml(body)
     else:
         shown = kind or "none"
         raise WebhookRejected(
@@ -86,13 +88,19 @@ def decode(body: bytes, content_type: str | None) -> dict[str, Any]:
     return data
 
 
-def _decode_xml(body: bytes) -> Any:
+def _refuse_dtd(body: bytes) -> None:
     # A DTD is the only way to declare entities; refusing it up front makes entity bombs impossible.
     if _DOCTYPE.search(body):
         raise WebhookRejected(400, "invalid_xml", "XML with a DOCTYPE or entity declarations is not accepted.")
+
+
+def _decode_xml(body: bytes) -> Any:
+    import xmltodict  # the writer's converter; ingest never loads it
+
+    _refuse_dtd(body)
     try:
         parsed = xmltodict.parse(body, disable_entities=True)
-    except (ExpatError, ValueError) as exc:
+    except (expat.ExpatError, ValueError) as exc:
         raise WebhookRejected(400, "invalid_xml", f"The body is not well-formed XML: {exc}.") from None
     if not isinstance(parsed, dict) or len(parsed) != 1:
         raise WebhookRejected(400, "invalid_xml", "The XML must have a single root element.")
@@ -100,9 +108,55 @@ def _decode_xml(body: bytes) -> Any:
     return root if isinstance(root, dict) else None
 
 
-def parse_event(body: bytes, content_type: str | None, received_ms: int) -> WebhookEvent:
+# The XML fields ingest needs: the event name and time, the issue, and the entities that group other events.
+_ROUTING_PATHS = frozenset(
+    {("webhookEvent",), ("timestamp",), ("issue", "id"), ("issue", "key"), ("worklog", "issueId")}
+    | {(entity, "id") for entity in _ENTITY_KEYS}
+)
+
+
+def _scan_xml(body: bytes) -> dict[str, Any]:
+    """Check the XML is well-formed (expat, as xmltodict uses) and keep only the routing fields."""
+    _refuse_dtd(body)
+    parser = expat.ParserCreate()
+    path: list[str] = []
+    text: list[str] = []
+    found: dict[tuple[str, ...], str] = {}
+
+    def start(name: str, _attrs: Any) -> None:
+        path.append(name)
+        text.clear()
+
+    def end(name: str) -> None:
+        key = tuple(path[1:])
+        if key in _ROUTING_PATHS and key not in found:
+            found[key] = "".join(text).strip()
+        path.pop()
+        text.clear()
+
+    def forbid(*_: Any) -> None:
+        raise ValueError("entities are disabled")
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = text.append
+    parser.EntityDeclHandler = forbid
+    try:
+        parser.Parse(body, True)
+    except (expat.ExpatError, ValueError) as exc:
+        raise WebhookRejected(400, "invalid_xml", f"The body is not well-formed XML: {exc}.") from None
+    data: dict[str, Any] = {}
+    for key, value in found.items():
+        node = data
+        for part in key[:-1]:
+            node = node.setdefault(part, {})
+        node[key[-1]] = value
+    return data
+
+
+def parse_event(body: bytes, content_type: str | None, received_ms: int, *, full: bool = True) -> WebhookEvent:
     """Validate a webhook body; raise WebhookRejected (400/415) with a reason a person can act on."""
-    data = decode(body, content_type)
+    data = decode(body, content_type, full=full)
     name = data.get("webhookEvent")
     if not isinstance(name, str) or not name:
         raise WebhookRejected(400, "not_a_webhook", "The payload has no 'webhookEvent'; it is not a Jira webhook.")

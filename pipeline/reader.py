@@ -23,8 +23,10 @@ from pipeline.store import (
     version_key,
 )
 
-ISSUE_REF = re.compile(r"^(?:[A-Z][A-Z0-9_]+-[0-9]+|[0-9]{1,20})$")
-PROJECT = re.compile(r"^[A-Z][A-Z0-9_]+$")
+# Bounded, so a path can never make an S3 key longer than S3 allows.
+ISSUE_REF = re.compile(r"^(?:[A-Z][A-Z0-9_]{1,63}-[0-9]{1,15}|[0-9]{1,20})$")
+PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
+_CURSOR_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.json$")
 VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
 _PARALLEL_READS = 16
 
@@ -164,6 +166,6 @@ def _decode_cursor(cursor: str, prefix: str) -> str:
         after = data["after"]
     except (ValueError, KeyError, TypeError, binascii.Error):
         raise _bad("invalid_cursor", "The cursor is not one this API handed out; start again without it.") from None
-    if not isinstance(after, str) or not after.startswith(prefix):
+    if not isinstance(after, str) or not after.startswith(prefix) or not _CURSOR_NAME.fullmatch(after[len(prefix) :]):
         raise _bad("invalid_cursor", "The cursor belongs to another listing; start again without it.")
     return after

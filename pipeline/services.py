@@ -50,7 +50,8 @@ def git_store() -> GitStore:
 def git_records() -> GitRecords:
     from pipeline.commits import GitRecords
 
-    return GitRecords(store().gitstate, store().put_gitstate)
+    s = store()
+    return GitRecords(s.gitstate, s.put_gitstate, s.committed_tip, s.put_committed_tip)
 
 
 def reset() -> None:

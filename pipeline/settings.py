@@ -1,9 +1,12 @@
-"""Configuration, read once from the environment (stdlib only, so the ingest Lambda stays light)."""
+"""Configuration, read once from the environment; secrets from the environment locally, Secrets Manager deployed.
+
+Stdlib only at import, so the ingest Lambda stays light.
+"""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,14 +24,25 @@ class Settings:
     commits_queue: str
     region: str
     aws_endpoint_url: str | None
-    webhook_secret: str | None
-    api_keys: tuple[str, ...]
     git_remote: str
     git_branch: str
-    git_token: str | None
     git_cache_dir: Path
     home: Path
     port: int
+    secrets: Secrets
+
+    @property
+    def webhook_secret(self) -> str | None:
+        return self.secrets.get("webhook_secret")
+
+    @property
+    def api_keys(self) -> tuple[str, ...]:
+        raw = self.secrets.get("api_keys") or ""
+        return tuple(k.strip() for k in raw.replace("\n", ",").split(",") if k.strip())
+
+    @property
+    def git_token(self) -> str | None:
+        return self.secrets.get("git_token")
 
     @property
     def events_dlq(self) -> str:
@@ -39,13 +53,53 @@ class Settings:
         return dead_letter_name(self.commits_queue)
 
 
+class SecretUnavailable(RuntimeError):
+    """A configured secret could not be read. The message names the secret, never its value."""
+
+
+# secret -> (variable holding the value locally, variable holding its Secrets Manager name deployed)
+_SECRETS = {
+    "webhook_secret": ("JSYNC_WEBHOOK_SECRET", "JSYNC_WEBHOOK_SECRET_NAME"),
+    "api_keys": ("JSYNC_API_KEYS", "JSYNC_API_KEYS_SECRET_NAME"),
+    "git_token": ("JSYNC_GIT_TOKEN", "JSYNC_GIT_TOKEN_SECRET_NAME"),
+}
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """Each secret is read on first use and kept for the life of the process (one read per cold start).
+
+    A function only ever reads the secrets it uses, so its IAM role names only those.
+    """
+
+    env: dict[str, str] = field(repr=False)
+    region: str
+    _cache: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    def get(self, name: str) -> str | None:
+        if name not in self._cache:
+            self._cache[name] = self._read(name)
+        return self._cache[name]
+
+    def _read(self, name: str) -> str | None:
+        value_var, name_var = _SECRETS[name]
+        secret_name = self.env.get(name_var, "").strip()
+        if not secret_name:
+            return self.env.get(value_var, "").strip() or None
+        import boto3  # only deployed functions that hold a secret name pay for this
+
+        try:
+            value = boto3.client("secretsmanager", region_name=self.region).get_secret_value(SecretId=secret_name)
+        except Exception as exc:
+            raise SecretUnavailable(
+                f"Secret {secret_name} ({name}) could not be read: {type(exc).__name__}. "
+                "Create it in Secrets Manager as the README's Deploy section says."
+            ) from None
+        return str(value.get("SecretString") or "").strip() or None
+
+
 def dead_letter_name(queue_name: str) -> str:
     return queue_name.removesuffix(".fifo") + "-dlq.fifo"
-
-
-def _optional(name: str) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or None
 
 
 def load_settings(env: dict[str, str] | None = None) -> Settings:
@@ -53,20 +107,19 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
     e = dict(os.environ if env is None else env)
     home = Path(e.get("JSYNC_HOME", ".jsync")).resolve()
     stage = e.get("JSYNC_STAGE", "local")
+    region = e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1"
     return Settings(
         bucket=e.get("JSYNC_BUCKET", f"jsync-{stage}"),
         events_queue=e.get("JSYNC_EVENTS_QUEUE", f"jsync-{stage}-events.fifo"),
         commits_queue=e.get("JSYNC_COMMITS_QUEUE", f"jsync-{stage}-commits.fifo"),
-        region=e.get("AWS_REGION") or e.get("AWS_DEFAULT_REGION") or "us-east-1",
+        region=region,
         aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
-        webhook_secret=(e.get("JSYNC_WEBHOOK_SECRET") or "").strip() or None,
-        api_keys=tuple(k.strip() for k in e.get("JSYNC_API_KEYS", "").split(",") if k.strip()),
         git_remote=e.get("JSYNC_GIT_REMOTE") or str(home / "remote.git"),
         git_branch=e.get("JSYNC_GIT_BRANCH", "main"),
-        git_token=(e.get("JSYNC_GIT_TOKEN") or "").strip() or None,
         git_cache_dir=Path(e.get("JSYNC_GIT_CACHE", str(home / "committer.git"))),
         home=home,
         port=int(e.get("JSYNC_PORT", "8000")),
+        secrets=Secrets({k: v for k, v in e.items() if k.startswith("JSYNC_")}, region),
     )
 
 

@@ -79,6 +79,9 @@ def version_key(issue_id: str, version: str) -> str:
     return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{_check(_VERSION, version, 'version')}.json"
 
 
+_COMMITTED_TIP = "gitstate/_tip.json"  # the branch tip the per-issue records describe
+
+
 def gitstate_key(issue_id: str) -> str:
     return f"gitstate/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
@@ -171,6 +174,13 @@ class Store:
 
     def put_gitstate(self, issue_id: str, state: dict[str, Any]) -> None:
         self.put_json(gitstate_key(issue_id), state)
+
+    def committed_tip(self) -> str | None:
+        found = self.read_json(_COMMITTED_TIP)
+        return str(found.data["tip"]) if found else None
+
+    def put_committed_tip(self, tip: str) -> None:
+        self.put_json(_COMMITTED_TIP, {"tip": tip})
 
 
 def _status(exc: ClientError) -> int:

@@ -20,6 +20,8 @@ async def start_sync(request: SyncRequest | None = None) -> Any:
     raise JSyncError(501, "not_implemented", _NOT_YET)
 
 
-@router.get("/{job_id}", response_model=SyncJob, responses=errors(401, 404, 501), summary="A reconcile job's progress")
+@router.get(
+    "/{job_id}", response_model=SyncJob, responses=errors(400, 401, 404, 501), summary="A reconcile job's progress"
+)
 async def get_sync(job_id: Annotated[str, Path(max_length=100)]) -> Any:
     raise JSyncError(501, "not_implemented", _NOT_YET)
