@@ -44,8 +44,8 @@ class Poller:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 15) -> None:
-        """Stop receiving; the batch in hand is finished first."""
+    def stop(self, timeout: float = 120) -> None:
+        """Stop receiving; the batch in hand is finished first (its messages are then deleted or retried)."""
         self._stop.set()
         self._thread.join(timeout)
 
@@ -91,9 +91,13 @@ class Poller:
             )
         for m in messages:
             if m["MessageId"] in failed:
-                # Lambda waits out the visibility timeout; locally a short pause keeps retries quick.
+                # Lambda waits out the visibility timeout. Locally, back off by receive count (1, 2, 4, 8 s...),
+                # so an outage of half a minute is ridden out before the fifth receive sends it to the DLQ.
+                receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
                 self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=self.retry_delay
+                    QueueUrl=self.queue_url,
+                    ReceiptHandle=m["ReceiptHandle"],
+                    VisibilityTimeout=min(self.retry_delay * 2 ** max(receives - 1, 0), 300),
                 )
         return len(messages)
 
