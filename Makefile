@@ -15,14 +15,25 @@ $(STAMP): requirements.txt requirements-dev.txt
 run: $(STAMP)
 	$(PY) -m local
 
-test: $(STAMP) lint
+# The template tests read what `make package` builds; cfn-lint checks it first.
+test: $(STAMP) lint package
+	$(VENV)/bin/cfn-lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check functions pipeline api local tests
+	$(PY) -m ruff check functions pipeline api local ops tests
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+package: $(STAMP) node_modules/.package-lock.json
+	$(PY) -m ops.package --stage $(or $(STAGE),dev)
+
+deploy: $(STAMP) node_modules/.package-lock.json
+	$(PY) -m ops.deploy --stage $(or $(STAGE),$(error set STAGE=name))
 
 # Local stack by default (a running `make run`); STAGE=name for a deployed stage, with AWS credentials.
 redrive: $(STAMP)

@@ -1,0 +1,1 @@
+"""Operator commands behind `make package` and `make deploy`."""
