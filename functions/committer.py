@@ -9,6 +9,7 @@ from aws_lambda_powertools import Logger
 
 from pipeline import services
 from pipeline.commits import commit_batch
+from pipeline.gitstore import RemoteUnavailable
 from pipeline.messages import Change
 
 logger = Logger(service="jsync-committer")
@@ -28,9 +29,13 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             break
     try:
         result = commit_batch(changes, services.git_store(), services.git_records(), _document)
+    except RemoteUnavailable:
+        # Nothing of the batch reached the remote: all of it goes back to the queue.
+        logger.exception("git remote unavailable; the batch will be retried")
+        services.forget_git()
+        return _failures(records)
     except Exception:
-        # One push per batch: nothing of it reached the remote, so every message goes back to the queue.
-        logger.exception("batch not committed; retrying it whole")
+        logger.exception("batch not committed; it will be retried")
         return _failures(records)
     logger.info("committed", extra={"commits": len(result.commits), "skipped": len(result.skipped)})
     return _failures(records[result.processed :])

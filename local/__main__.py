@@ -8,6 +8,7 @@ import sys
 import threading
 
 from local.stack import LocalStack
+from pipeline.gitstore import redact
 
 
 def main() -> int:
@@ -30,7 +31,7 @@ def main() -> int:
         f"  webhook:    POST {urls.webhook}\n"
         f"  health:     {urls.health}\n"
         f"  API docs:   {urls.docs}\n"
-        f"  git remote: {urls.git_remote}\n",
+        f"  git remote: {redact(urls.git_remote)}\n",
         flush=True,
     )
     stop.wait()

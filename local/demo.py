@@ -8,6 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from pipeline.gitstore import redact
 from pipeline.settings import get_settings
 from pipeline.signature import sign
 
@@ -48,8 +49,8 @@ def main() -> int:
             return 1
     print(
         "\nWhere to look (give it a second):\n"
-        f"  git --git-dir {settings.git_remote} log --stat main\n"
-        f"  git --git-dir {settings.git_remote} show main:issues/PLAT/PLAT-5.json\n"
+        f"  git --git-dir {redact(settings.git_remote)} log --stat main\n"
+        f"  git --git-dir {redact(settings.git_remote)} show main:issues/PLAT/PLAT-5.json\n"
         f"  {base}/api/v1/health\n"
         f"  S3 objects: raw/, snapshots/, latest/ in bucket {settings.bucket}\n"
         f"  (saved under {settings.home}/state when the stack stops)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -55,6 +56,7 @@ class StateDir:
     def save_queues(self, sqs: Any, queue_names: list[str]) -> int:
         """Move every message out of the queues into the file, group and dedup ids kept, order kept per group."""
         count = 0
+        self.root.mkdir(parents=True, exist_ok=True)
         with self.queues_file.open("a", encoding="utf-8") as out:
             for name in queue_names:
                 url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
@@ -108,6 +110,7 @@ class StateDir:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+    # A name of its own per writer: the background save and the final save may overlap.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, path)

@@ -38,6 +38,8 @@ class Poller:
         self.retry_delay = retry_delay
         self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._stop = threading.Event()
+        # Failed messages wait out their backoff invisible; on stop they are made visible so they get saved.
+        self._backing_off: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
         self.idle = threading.Event()
 
@@ -45,9 +47,15 @@ class Poller:
         self._thread.start()
 
     def stop(self, timeout: float = 120) -> None:
-        """Stop receiving; the batch in hand is finished first (its messages are then deleted or retried)."""
+        """Stop receiving; the batch in hand is finished first, and messages backing off are released."""
         self._stop.set()
         self._thread.join(timeout)
+        for receipt in self._backing_off.values():
+            try:
+                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+            except Exception:  # received and handled since, or already visible: nothing to release
+                continue
+        self._backing_off.clear()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -83,6 +91,8 @@ class Poller:
             log.exception("%s: handler raised; the whole batch will be retried", self.name)
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]
+        for m in done:
+            self._backing_off.pop(m["MessageId"], None)
         for start in range(0, len(done), 10):
             chunk = done[start : start + 10]
             self.sqs.delete_message_batch(
@@ -94,6 +104,7 @@ class Poller:
                 # Lambda waits out the visibility timeout. Locally, back off by receive count (1, 2, 4, 8 s...),
                 # so an outage of half a minute is ridden out before the fifth receive sends it to the DLQ.
                 receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+                self._backing_off[m["MessageId"]] = m["ReceiptHandle"]
                 self.sqs.change_message_visibility(
                     QueueUrl=self.queue_url,
                     ReceiptHandle=m["ReceiptHandle"],

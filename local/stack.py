@@ -70,6 +70,10 @@ class LocalStack:
         base = f"http://127.0.0.1:{self.settings.port}"
         return Urls(f"{base}/webhook", f"{base}/api/v1/health", f"{base}/docs", self.settings.git_remote)
 
+    @property
+    def endpoint_file(self) -> Path:
+        return self.settings.home / "endpoint"
+
     def start(self) -> None:
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
@@ -107,6 +111,9 @@ class LocalStack:
             time.sleep(0.02)
         self._saver = threading.Thread(target=self._save_periodically, name="saver", daemon=True)
         self._saver.start()
+        # `make redrive` runs in another process and finds this stack's moto server here; written last, so it
+        # never moves messages that a restore is about to put back.
+        self.endpoint_file.write_text(f"http://127.0.0.1:{self.moto_port}\n")
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Block until both queues are empty and the pollers have nothing in hand (tests, demo)."""
@@ -129,6 +136,8 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop taking webhooks, let the pollers finish their batch, save state, stop moto."""
+        # First, so no redrive starts moving messages while the queues are being saved.
+        self.endpoint_file.unlink(missing_ok=True)
         if self._server:
             self._server.should_exit = True
         if self._server_thread:
@@ -140,10 +149,16 @@ class LocalStack:
             self._saver.join(10)
         s = self.settings
         s3, sqs = services.aws("s3"), services.aws("sqs")
-        time.sleep(self.retry_delay)  # let messages that just failed become visible, so they are saved too
         queues = [s.events_queue, s.commits_queue, s.events_dlq, s.commits_dlq]
-        saved = self.state.save_bucket(s3, s.bucket), self.state.save_queues(sqs, queues)
-        log.info("saved %d changed objects and %d queued messages to %s", *saved, self.state.root)
+        try:
+            # Queues first: they hold what is accepted but not yet stored anywhere else.
+            log.info("saved %d queued messages to %s", self.state.save_queues(sqs, queues), self.state.root)
+        except Exception:
+            log.exception("could not save the queues")
+        try:
+            log.info("saved %d changed objects to %s", self.state.save_bucket(s3, s.bucket), self.state.root)
+        except Exception:
+            log.exception("could not save the bucket")
         self._moto.stop()
         services.reset()
 

@@ -204,8 +204,8 @@ class GitStore:
 
 def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | None:
     """Ask the remote where the branch is, without fetching anything (health checks)."""
-    client, path = get_transport_and_path(remote, username="x-access-token" if token else None, password=token)
     try:
+        client, path = get_transport_and_path(remote, username="x-access-token" if token else None, password=token)
         refs = client.get_refs(path)
     except Exception as exc:
         raise RemoteUnavailable(_describe(exc, remote)) from None
@@ -215,12 +215,12 @@ def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | No
 
 def _describe(exc: Exception, remote: str) -> str:
     """Say what failed without echoing a URL that may carry a token."""
-    text = f"{type(exc).__name__}: {exc}"
-    return re.sub(r"://[^/@\s]*@", "://***@", text).replace(remote, _redact(remote))
+    return redact(f"{type(exc).__name__}: {exc}")
 
 
-def _redact(url: str) -> str:
-    return re.sub(r"://[^/@\s]*@", "://***@", url)
+def redact(text: str) -> str:
+    """Hide credentials in URLs (`https://user:token@host` -> `https://***@host`)."""
+    return re.sub(r"://[^/@\s]*@", "://***@", text)
 
 
 __all__ = ["COMMITTER", "GitStore", "Person", "PushRejected", "RemoteUnavailable"]

@@ -31,8 +31,14 @@ def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Que
         raise WebhookRejected(
             413, "body_too_large", f"Body is {len(body)} bytes; the limit is {MAX_WEBHOOK_BYTES} bytes."
         )
-    if settings.webhook_secret:
-        verify(settings.webhook_secret, body, headers.get("x-hub-signature"))
+    if settings.webhook_secrets:
+        try:
+            verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
+        except WebhookRejected:
+            # The secret may have been rotated since this instance read it: read it again (rate-limited).
+            if not settings.secrets.refresh("webhook_secret"):
+                raise
+            verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
     content_type = headers.get("content-type", "")
     received_ms = int(time.time() * 1000)
     event = parse_event(body, content_type, received_ms, full=False)

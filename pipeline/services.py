@@ -54,6 +54,14 @@ def git_records() -> GitRecords:
     return GitRecords(s.gitstate, s.put_gitstate, s.committed_tip, s.put_committed_tip)
 
 
+def forget_git() -> None:
+    """After the remote failed us: reconnect next time, with the git token read again (it may be rotated)."""
+    if git_store.cache_info().currsize:
+        git_store().close()
+    git_store.cache_clear()
+    get_settings().secrets.refresh("git_token")
+
+
 def reset() -> None:
     """Forget every cached object (tests and the local stack change settings between runs)."""
     if git_store.cache_info().currsize:

@@ -6,6 +6,7 @@ Stdlib only at import, so the ingest Lambda stays light.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,12 +34,18 @@ class Settings:
 
     @property
     def webhook_secret(self) -> str | None:
-        return self.secrets.get("webhook_secret")
+        """The secret Jira signs with (the first, while a rotation lists two)."""
+        secrets = self.webhook_secrets
+        return secrets[0] if secrets else None
+
+    @property
+    def webhook_secrets(self) -> tuple[str, ...]:
+        """Every secret a webhook may be signed with: during a rotation the new one, then the old one."""
+        return _split(self.secrets.get("webhook_secret"), separators="\n")
 
     @property
     def api_keys(self) -> tuple[str, ...]:
-        raw = self.secrets.get("api_keys") or ""
-        return tuple(k.strip() for k in raw.replace("\n", ",").split(",") if k.strip())
+        return _split(self.secrets.get("api_keys"))
 
     @property
     def git_token(self) -> str | None:
@@ -51,6 +58,14 @@ class Settings:
     @property
     def commits_dlq(self) -> str:
         return dead_letter_name(self.commits_queue)
+
+
+def _split(raw: str | None, separators: str = ",\n") -> tuple[str, ...]:
+    """Several values in one secret, one per separator."""
+    text = raw or ""
+    for separator in separators[1:]:
+        text = text.replace(separator, separators[0])
+    return tuple(v.strip() for v in text.split(separators[0]) if v.strip())
 
 
 class SecretUnavailable(RuntimeError):
@@ -74,12 +89,22 @@ class Secrets:
 
     env: dict[str, str] = field(repr=False)
     region: str
-    _cache: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+    _cache: dict[str, tuple[float, str | None]] = field(default_factory=dict, compare=False, repr=False)
 
     def get(self, name: str) -> str | None:
         if name not in self._cache:
-            self._cache[name] = self._read(name)
-        return self._cache[name]
+            self._cache[name] = (time.monotonic(), self._read(name))
+        return self._cache[name][1]
+
+    def refresh(self, name: str, min_age_seconds: float = 60) -> bool:
+        """Read a stored secret again after a rotation; at most once a minute, so bad requests cannot
+        turn into a flood of Secrets Manager calls. True if it was read again."""
+        read_at = self._cache.get(name, (0.0, None))[0]
+        if not self.env.get(_SECRETS[name][1]) or time.monotonic() - read_at < min_age_seconds:
+            return False
+        self._cache.pop(name, None)
+        self.get(name)
+        return True
 
     def _read(self, name: str) -> str | None:
         value_var, name_var = _SECRETS[name]

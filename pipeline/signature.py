@@ -12,15 +12,22 @@ def sign(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-def verify(secret: str, body: bytes, header: str | None) -> None:
-    """Raise 401 unless `header` is a valid sha256 signature of `body`; never says what was expected."""
+def verify(secrets: str | tuple[str, ...], body: bytes, header: str | None) -> None:
+    """Raise 401 unless `header` is a valid sha256 signature of `body` with one of `secrets` (two while a
+    rotation is under way); never says what was expected."""
     if not header:
         raise WebhookRejected(
             401, "signature_missing", "X-Hub-Signature is required: sign the body with the webhook secret."
         )
     method, _, given = header.strip().partition("=")
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    if method.lower() != "sha256" or not hmac.compare_digest(expected.encode(), given.strip().lower().encode()):
+    supplied = given.strip().lower().encode()
+    candidates = (secrets,) if isinstance(secrets, str) else secrets
+    # Compare with every secret, always, so timing tells nothing about which one was close.
+    matches = [
+        hmac.compare_digest(hmac.new(s.encode(), body, hashlib.sha256).hexdigest().encode(), supplied)
+        for s in candidates
+    ]
+    if method.lower() != "sha256" or not any(matches):
         raise WebhookRejected(
             401, "signature_invalid", "X-Hub-Signature does not match the body and the webhook secret."
         )

@@ -364,7 +364,7 @@ def test_git_token_never_appears_in_logs_or_output(
     assert response == failures(records)
     out, err = capfd.readouterr()
     logged = powertools_out.getvalue()
-    assert "batch not committed" in logged
+    assert "will be retried" in logged
     assert "RemoteUnavailable" in logged
     for text in (logged, everything.getvalue(), out, err, repr(response)):
         assert TOKEN not in text
