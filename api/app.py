@@ -21,6 +21,8 @@ def create_app() -> FastAPI:
         title="JSync",
         version="1",
         description="Every change to your Jira issues, as JSON snapshots in S3 and commits in git.",
+        # Behind CloudFront the Host is the Function URL's: a slash redirect would send clients past CloudFront.
+        redirect_slashes=False,
     )
     app.include_router(health.router, prefix="/api/v1")
     for private in (issues.router, projects.router, sync.router):
@@ -36,6 +38,8 @@ def create_app() -> FastAPI:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404 and detail == "Not Found":
             detail = "No such endpoint; see /docs for what JSync serves."
+        if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
+            detail = f"This endpoint answers {exc.headers['Allow']} only."
         return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(BotoCoreError)
