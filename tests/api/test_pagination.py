@@ -28,7 +28,7 @@ BASE = fixture_json("issue_created.json")
 BASE_TIME = int(BASE["timestamp"])
 PROJECTS = {"OPS": ("10000", "Operations"), "PLAT": ("10001", "Platform")}
 INSERT_GAPS = 5  # page fetches followed by new deliveries, in the stability property
-EXAMPLES = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def issue_payload(
