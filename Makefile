@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo redrive package deploy clean
+.PHONY: run test lint demo bench redrive package deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,10 +21,14 @@ test: $(STAMP) lint package
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check functions pipeline api local ops tests
+	$(PY) -m ruff check functions pipeline api local ops bench tests
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+# SIZES=1000,10000,100000 by default; `make bench SIZES=1000` for a quick look.
+bench: $(STAMP)
+	$(PY) -m bench $(if $(SIZES),--sizes $(SIZES),)
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
