@@ -129,11 +129,7 @@ def commit_batch(
 def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]:
     """What the commits after `saved_tip` say about their issues, newest first (empty when at the tip)."""
     found: dict[str, GitRecord] = {}
-    if git.head is not None and git.head.decode() == saved_tip:
-        return found
-    for count, (sha, message) in enumerate(git.history()):
-        if sha.decode() == saved_tip or count >= _HISTORY_SCAN:
-            break
+    for _, message in git.history(stop=saved_tip.encode() if saved_tip else None, limit=_HISTORY_SCAN):
         trailers = {k.decode(): v.decode("utf-8", "replace").strip() for k, v in _TRAILER.findall(message)}
         issue_id = trailers.get("Jira-Issue-Id")
         if not issue_id or issue_id in found or "Jira-Event-Time" not in trailers:

@@ -81,15 +81,31 @@ class GitStore:
 
     # --- remote ---------------------------------------------------------------------------------
     def fetch(self) -> bytes | None:
-        """Bring the remote branch tip into the cache; returns it (None for an empty remote)."""
+        """Bring the remote branch tip into the cache; returns it (None for an empty remote).
+
+        Only the tip commit and its trees: depth 1, no blobs. Writing a new version of a file never needs the
+        old one, so a cold start costs the same at 100,000 files as at 1,000 (on servers that honour filters).
+        """
+        return self._fetch(depth=1, only_new=True)
+
+    def deepen(self, depth: int) -> bool:
+        """Fetch history back to `depth` commits from the tip (commits and trees, no blobs)."""
+        if self.tip is None:
+            return False
+        self._fetch(depth=depth, only_new=False)
+        return True
+
+    def _fetch(self, depth: int, only_new: bool) -> bytes | None:
         ref = self.ref
 
         def wants(refs: dict[bytes, bytes], depth: int | None = None, **_: Any) -> list[bytes]:
             sha = refs.get(ref)
-            return [sha] if sha and sha not in self.repo.object_store else []
+            return [sha] if sha and (not only_new or sha not in self.repo.object_store) else []
 
         try:
-            result = self._client.fetch(self._path, self.repo, determine_wants=wants)
+            result = self._client.fetch(
+                self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=b"blob:none"
+            )
         except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
             raise RemoteUnavailable(_describe(exc, self.remote)) from None
         tip = result.refs.get(ref)
@@ -185,15 +201,22 @@ class GitStore:
         self.head = commit.id
         return commit.id
 
-    def history(self) -> Iterator[tuple[bytes, bytes]]:
-        """(commit id, message) from the staged head back through what the cache holds, newest first."""
-        sha = self.head
-        while sha is not None:
+    def history(self, stop: bytes | None = None, limit: int = 10_000) -> Iterator[tuple[bytes, bytes]]:
+        """(commit id, message) from the staged head back to `stop` (excluded), newest first, at most `limit`.
+
+        A shallow cache is deepened as the walk reaches its end, so this reads what it needs and no more.
+        """
+        sha, seen, depth = self.head, 0, 16
+        while sha is not None and sha != stop and seen < limit:
             try:
                 commit = self._commit(sha)
-            except KeyError:  # the end of a shallow cache
-                return
+            except KeyError:  # past the end of the shallow cache: fetch more of the past, once per depth
+                if depth > 4 * limit or not self.deepen(seen + depth):
+                    return
+                depth *= 4
+                continue
             yield sha, commit.message
+            seen += 1
             sha = commit.parents[0] if commit.parents else None
 
     def _commit(self, sha: bytes) -> Commit:

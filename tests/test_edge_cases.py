@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 
 import pytest
 
@@ -75,8 +76,9 @@ def test_delete_arriving_first_answers_as_deleted_and_leaves_no_file(pipeline: P
     assert pipeline.commits() == []
 
 
+@pytest.mark.parametrize("cache", ["warm", "cold"])
 def test_crash_after_push_with_a_change_and_its_revert_adds_no_duplicates(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, cache: str
 ) -> None:
     # Given a summary change and its revert in one batch, and the committer dying after the push
     pipeline.deliver(fixture_bytes("issue_created.json"), identifier="a-0")
@@ -102,10 +104,12 @@ def test_crash_after_push_with_a_change_and_its_revert_adds_no_duplicates(
     pipeline.committer.poll_once()
     assert len(pipeline.commits()) == 3  # the push went through
     monkeypatch.setattr(Store, "put_gitstate", real)
-    # When the batch comes back on a cold committer
+    # When the batch comes back on a new committer instance, its /tmp kept (warm) or empty (cold: depth-1 fetch)
     services.git_store().close()
     services.git_store.cache_clear()
     services.git_records.cache_clear()
+    if cache == "cold":
+        shutil.rmtree(pipeline.settings.git_cache_dir)
     pipeline.drain()
     # Then each event is committed once
     assert [c.trailers["Jira-Event-Id"] for c in reversed(pipeline.commits())] == ["a-0", "a-1", "a-2"]
@@ -157,3 +161,18 @@ def test_change_messages_are_ascii_so_sqs_takes_any_text(pipeline: Pipeline) -> 
     body = sqs.receive_message(QueueUrl=url)["Messages"][0]["Body"]
     assert body.isascii()
     assert Change.from_json(body).document["fields"]["summary"] == "odd \ufffe chars \u2014 ok"
+
+
+def test_cold_start_fetches_only_the_tip(pipeline: Pipeline) -> None:
+    for n, name in enumerate(["issue_created.json", "issue_updated.json", "issue_updated_assignee.json"]):
+        pipeline.deliver(fixture_bytes(name), identifier=f"s-{n}")
+        pipeline.drain()
+    services.git_store().close()
+    services.git_store.cache_clear()
+    shutil.rmtree(pipeline.settings.git_cache_dir)
+    git = services.git_store()
+    git.fetch()
+    assert [sha for sha, _ in git.history(limit=1)] == [pipeline.commits()[0].sha.encode()]
+    assert len(git.repo.get_shallow()) == 1  # one commit fetched, its parents not
+    # and walking further back deepens on demand
+    assert [m.split(b"\n", 1)[0] for _, m in git.history()] == [c.subject.encode() for c in pipeline.commits()]
