@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dulwich.client import get_transport_and_path
-from dulwich.object_store import commit_tree_changes
+from dulwich.client import LocalGitClient, get_transport_and_path
 from dulwich.objects import Blob, Commit, ShaFile, Tree
-from dulwich.pack import pack_objects_to_data
+from dulwich.pack import REF_DELTA, UnpackedObject, full_unpacked_object
 from dulwich.repo import Repo
 
+from pipeline.gittree import DIR_MODE, FILE_MODE, RawTree
+
 COMMITTER = b"JSync <jsync@jsync.invalid>"
-_FILE_MODE = 0o100644
 _MAX_PACKS = 32
+_CACHED_TREES = 64  # parsed trees kept: the directories written to, and a few recent versions
+_EMPTY_TREE = RawTree.build([])
 
 
 class PushRejected(Exception):
@@ -38,26 +41,6 @@ class Person:
         return f"{clean[0] or 'Unknown'} <{clean[1]}>".encode()
 
 
-class _Overlay:
-    """New objects of the batch in memory over the cache repository: nothing hits disk until the push took."""
-
-    def __init__(self, base: Any) -> None:
-        self.base = base
-        self.new: dict[bytes, ShaFile] = {}
-
-    def __getitem__(self, sha: bytes) -> ShaFile:
-        if sha in self.new:
-            # commit_tree_changes mutates the trees it loads: hand out copies.
-            return self.new[sha].copy()
-        return self.base[sha]  # type: ignore[no-any-return]
-
-    def __contains__(self, sha: bytes) -> bool:
-        return sha in self.new or sha in self.base
-
-    def add_object(self, obj: ShaFile) -> None:
-        self.new[obj.id] = obj
-
-
 class GitStore:
     """A bare cache of the remote branch: stage commits on its tip, push them in one pack."""
 
@@ -73,8 +56,10 @@ class GitStore:
             Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
         )
         self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
-        self._overlay = _Overlay(self.repo.object_store)
-        self.head = self.tip
+        self._trees: OrderedDict[bytes, RawTree] = OrderedDict()
+        # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
+        self._deltas_ok = not isinstance(self._client, LocalGitClient)
+        self.begin()
 
     def close(self) -> None:
         self.repo.close()
@@ -120,7 +105,7 @@ class GitStore:
         """Send the staged commits in one pack, only if the remote is still at the tip we built on."""
         if self.head == self.tip:
             return
-        base, head, objects = self.tip, self.head, list(self._overlay.new.values())
+        base, head, objects, deltas = self.tip, self.head, list(self._new.values()), dict(self._deltas)
 
         def update_refs(advertised: dict[bytes, bytes]) -> dict[bytes, bytes]:
             if advertised.get(self.ref) != base:
@@ -129,7 +114,7 @@ class GitStore:
             return {self.ref: head}
 
         def pack(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None, **_: Any) -> Any:
-            return pack_objects_to_data(objects)
+            return len(objects), (_packed(o, deltas.get(o.id)) for o in objects)
 
         try:
             result = self._client.send_pack(self._path, update_refs, pack)
@@ -156,39 +141,35 @@ class GitStore:
     # --- staging --------------------------------------------------------------------------------
     def begin(self) -> None:
         """Drop anything staged and build on the tip again."""
-        self._overlay = _Overlay(self.repo.object_store)
+        self._new: dict[bytes, ShaFile] = {}  # the batch's objects, in memory until the push took
+        self._deltas: dict[bytes, tuple[bytes, bytes]] = {}  # new tree -> (base tree, delta from it)
         self.head = self.tip
 
     def blob_id(self, path: str) -> bytes | None:
-        """The blob at `path` in the staged head, or None."""
-        if self.head is None:
-            return None
-        node: Any = self._overlay[self._commit(self.head).tree]
-        for part in path.encode().split(b"/"):
-            if not isinstance(node, Tree) or part not in node:
-                return None
-            _, sha = node[part]
-            node = self._overlay[sha]
-        return node.id if isinstance(node, Blob) else None
+        """The blob at `path` in the staged head (hex), or None."""
+        return self.blob_id_in(self._tree(self._commit(self.head).tree), path) if self.head else None
 
     def stage(self, writes: dict[str, bytes | None], author: Person, author_time: int, message: str) -> bytes | None:
-        """Commit `writes` (path -> content, None removes) on the staged head; None if nothing changed."""
-        changes: list[tuple[bytes, int | None, bytes | None]] = []
+        """Commit `writes` (path -> content, None removes) on the staged head; None if nothing changed.
+
+        Only the trees on the changed paths are rebuilt, each by splicing one entry into its cached bytes.
+        """
+        root = self._tree(self._commit(self.head).tree) if self.head else _EMPTY_TREE
+        changed = False
         for path, content in writes.items():
+            current = self.blob_id_in(root, path)
             if content is None:
-                if self.blob_id(path) is not None:
-                    changes.append((path.encode(), None, None))
+                if current is not None:
+                    root, changed = self._set(root, path, None), True
                 continue
             blob = Blob.from_string(content)
-            if self.blob_id(path) != blob.id:
-                self._overlay.add_object(blob)
-                changes.append((path.encode(), _FILE_MODE, blob.id))
-        if not changes:
+            if current != blob.id:
+                self._new[blob.id] = blob
+                root, changed = self._set(root, path, bytes.fromhex(blob.id.decode())), True
+        if not changed:
             return None
-        parent_tree: Any = self._commit(self.head).tree if self.head else Tree()
-        tree = commit_tree_changes(self._overlay, parent_tree, changes)  # type: ignore[arg-type]
         commit = Commit()
-        commit.tree = tree
+        commit.tree = root.sha.hex().encode()
         commit.parents = [self.head] if self.head else []
         commit.author = author.ident()
         commit.committer = COMMITTER
@@ -197,9 +178,63 @@ class GitStore:
         commit.author_timezone = commit.commit_timezone = 0
         commit.encoding = b"UTF-8"
         commit.message = message.encode("utf-8")
-        self._overlay.add_object(commit)
+        self._new[commit.id] = commit
         self.head = commit.id
         return commit.id
+
+    def blob_id_in(self, root: RawTree, path: str) -> bytes | None:
+        *dirs, name = path.encode().split(b"/")
+        tree = root
+        for part in dirs:
+            sub = tree.find(part, DIR_MODE)
+            if sub is None:
+                return None
+            tree = self._tree(sub.hex().encode())
+        found = tree.find(name, FILE_MODE)
+        return found.hex().encode() if found else None
+
+    def _set(self, root: RawTree, path: str, sha: bytes | None) -> RawTree:
+        """`root` with the file at `path` set to `sha` (None removes it and any directory left empty)."""
+        *dirs, name = path.encode().split(b"/")
+        chain = [root]
+        for part in dirs:
+            sub = chain[-1].find(part, DIR_MODE)
+            chain.append(self._tree(sub.hex().encode()) if sub else _EMPTY_TREE)
+        entry_name, mode, entry_sha = name, FILE_MODE, sha
+        for depth in range(len(chain) - 1, -1, -1):
+            old = chain[depth]
+            new, delta = old.with_entry(entry_name, mode, entry_sha)
+            self._remember(new, old, delta)
+            if depth:
+                entry_name, mode = dirs[depth - 1], DIR_MODE
+                entry_sha = new.sha if len(new) else None
+            chain[depth] = new
+        return chain[0]
+
+    def _remember(self, new: RawTree, old: RawTree, delta: bytes) -> None:
+        key = new.sha.hex().encode()
+        self._trees[key] = new
+        self._trees.move_to_end(key)
+        while len(self._trees) > _CACHED_TREES:
+            self._trees.popitem(last=False)
+        if key not in self._new:
+            self._new[key] = ShaFile.from_raw_chunks(Tree.type_num, [new.data], sha=key)
+            if len(old) and self._deltas_ok:
+                self._deltas[key] = (old.sha, delta)
+
+    def _tree(self, sha: bytes) -> RawTree:
+        """A tree by hex id, parsed once and then kept (the directories we write to stay hot)."""
+        cached = self._trees.get(sha)
+        if cached is not None:
+            self._trees.move_to_end(sha)
+            return cached
+        obj = self._new.get(sha) or self.repo.object_store[sha]
+        assert isinstance(obj, Tree)
+        tree = RawTree.build((name, mode, bytes.fromhex(hexsha.decode())) for name, mode, hexsha in obj.iteritems())
+        self._trees[sha] = tree
+        while len(self._trees) > _CACHED_TREES:
+            self._trees.popitem(last=False)
+        return tree
 
     def history(self, stop: bytes | None = None, limit: int = 10_000) -> Iterator[tuple[bytes, bytes]]:
         """(commit id, message) from the staged head back to `stop` (excluded), newest first, at most `limit`.
@@ -220,9 +255,17 @@ class GitStore:
             sha = commit.parents[0] if commit.parents else None
 
     def _commit(self, sha: bytes) -> Commit:
-        obj = self._overlay[sha]
+        obj = self._new.get(sha) or self.repo.object_store[sha]
         assert isinstance(obj, Commit)
         return obj
+
+
+def _packed(obj: ShaFile, delta: tuple[bytes, bytes] | None) -> UnpackedObject:
+    """A pack entry: a changed tree as a delta against its previous version, anything else whole."""
+    if delta is None:
+        return full_unpacked_object(obj)
+    base, data = delta
+    return UnpackedObject(REF_DELTA, delta_base=base, decomp_chunks=[data], sha=bytes.fromhex(obj.id.decode()))
 
 
 def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | None:
