@@ -13,7 +13,7 @@ from pipeline.errors import WebhookRejected
 
 JSON_TYPES = frozenset({"application/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
-_SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")  # safe in S3 keys, SQS ids and git trailers
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 # Entities other than issues that events can be about, in the order we look for them.
 _ENTITY_KEYS = ("project", "version", "sprint", "board", "user", "filter", "issueLink", "issueType", "attachment")
@@ -55,7 +55,7 @@ def is_issue_event(event_name: str) -> bool:
 
 def event_id_for(identifier: str | None, body: bytes) -> str:
     """The same delivery identifier always yields the same event id; without one, the body decides."""
-    if identifier and _SAFE_ID.fullmatch(identifier):
+    if identifier and EVENT_ID_PATTERN.fullmatch(identifier):
         return identifier
     if identifier:
         return hashlib.sha256(identifier.encode()).hexdigest()

@@ -10,10 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.snapshot import canonical_json
+from pipeline.payload import EVENT_ID_PATTERN
+from pipeline.snapshot import KEY_PATTERN, canonical_json
 
 _ISSUE_ID = re.compile(r"^[0-9]{1,20}$")
-_EVENT_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
 
 class StoreConflict(Exception):
@@ -28,19 +28,18 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 def raw_key(event_id: str, received_ms: int, extension: str) -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(received_ms / 1000))
-    return f"raw/{day}/{_check(_EVENT_ID, event_id, 'event id')}.{extension}"
+    return f"raw/{day}/{_check(EVENT_ID_PATTERN, event_id, 'event id')}.{extension}"
 
 
 def snapshot_key(issue_id: str, event_time_ms: int, event_id: str) -> str:
     issue = _check(_ISSUE_ID, issue_id, "issue id")
-    return f"snapshots/{issue}/{int(event_time_ms)}-{_check(_EVENT_ID, event_id, 'event id')}.json"
+    return f"snapshots/{issue}/{int(event_time_ms)}-{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
 
 
 def latest_key(issue_id: str) -> str:
     return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
 
-_KEY = re.compile(r"^[A-Z][A-Z0-9_]+-[0-9]+$")
 _PROJECT = re.compile(r"^[A-Z][A-Z0-9_]+$")
 _VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
 _FAR_FUTURE_MS = 10**13 - 1  # history keys count down from here so S3's ascending list is newest first
@@ -48,7 +47,7 @@ _FAR_FUTURE_MS = 10**13 - 1  # history keys count down from here so S3's ascendi
 
 def issue_key_index(key: str) -> str:
     """Every key an issue ever had points at its id, so an old key still finds a moved issue."""
-    return f"index/keys/{_check(_KEY, key, 'issue key')}.json"
+    return f"index/keys/{_check(KEY_PATTERN, key, 'issue key')}.json"
 
 
 def project_prefix(project: str) -> str:
@@ -71,7 +70,7 @@ def history_prefix(issue_id: str) -> str:
 def history_item_key(issue_id: str, order: list[Any]) -> str:
     time_ms, changelog_id, event_id = int(order[0]), int(order[1]), str(order[2])
     countdown = f"{_FAR_FUTURE_MS - time_ms:013d}-{10**12 - 1 - min(changelog_id, 10**12 - 1):012d}"
-    return f"{history_prefix(issue_id)}{countdown}-{_check(_EVENT_ID, event_id, 'event id')}.json"
+    return f"{history_prefix(issue_id)}{countdown}-{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
 
 
 def version_key(issue_id: str, version: str) -> str:
