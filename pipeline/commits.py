@@ -89,7 +89,7 @@ def commit_batch(
     A change that cannot be committed stops the batch there (FIFO): the ones before it are pushed, it and the
     rest are left for retry; `processed` says how many were dealt with.
     """
-    if git.tip is None and git.head is None:
+    if not git.fetched:
         git.fetch()
     for attempt in range(_PUSH_ATTEMPTS):
         git.begin()
@@ -121,7 +121,8 @@ def commit_batch(
             git.fetch()
             continue
         # Recorded only after the push took; a crash before this line is made good by _records_since.
-        records.save(staged, git.tip.decode() if git.tip else None)
+        # What the walk since the recorded tip found is saved too, so records never lag behind git.
+        records.save({**since_records, **staged}, git.tip.decode() if git.tip else None)
         return BatchResult(committed, skipped, processed)
     raise AssertionError("unreachable")
 
@@ -130,7 +131,9 @@ def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]
     """What the commits after `saved_tip` say about their issues, newest first (empty when at the tip)."""
     found: dict[str, GitRecord] = {}
     for _, message in git.history(stop=saved_tip.encode() if saved_tip else None, limit=_HISTORY_SCAN):
-        trailers = {k.decode(): v.decode("utf-8", "replace").strip() for k, v in _TRAILER.findall(message)}
+        # Only the final paragraph holds trailers; a changed field's line could look like one.
+        block = message.rstrip(b"\n").rsplit(b"\n\n", 1)[-1]
+        trailers = {k.decode(): v.decode("utf-8", "replace").strip() for k, v in _TRAILER.findall(block)}
         issue_id = trailers.get("Jira-Issue-Id")
         if not issue_id or issue_id in found or "Jira-Event-Time" not in trailers:
             continue

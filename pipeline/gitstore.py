@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
+import shutil
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from pipeline.gittree import DIR_MODE, FILE_MODE, RawTree
 
 COMMITTER = b"JSync <jsync@jsync.invalid>"
 _MAX_PACKS = 32
-_CACHED_TREES = 64  # parsed trees kept: the directories written to, and a few recent versions
+_CACHED_TREES = 128  # parsed trees kept: the current version of each directory written to, and the tip's
 _EMPTY_TREE = RawTree.build([])
 
 
@@ -59,6 +61,7 @@ class GitStore:
         self._trees: OrderedDict[bytes, RawTree] = OrderedDict()
         # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
         self._deltas_ok = not isinstance(self._client, LocalGitClient)
+        self.fetched = False  # once per process: /tmp may hold an old tip from a previous runtime
         self.begin()
 
     def close(self) -> None:
@@ -71,16 +74,17 @@ class GitStore:
         Only the tip commit and its trees: depth 1, no blobs. Writing a new version of a file never needs the
         old one, so a cold start costs the same at 100,000 files as at 1,000 (on servers that honour filters).
         """
-        return self._fetch(depth=1, only_new=True)
+        return self._fetch(depth=1, only_new=True, filter_spec=b"blob:none")
 
     def deepen(self, depth: int) -> bool:
         """Fetch history back to `depth` commits from the tip (commits and trees, no blobs)."""
         if self.tip is None:
             return False
-        self._fetch(depth=depth, only_new=False)
+        # Recovery reads commit messages only: no trees either.
+        self._fetch(depth=depth, only_new=False, filter_spec=b"tree:0")
         return True
 
-    def _fetch(self, depth: int, only_new: bool) -> bytes | None:
+    def _fetch(self, depth: int, only_new: bool, filter_spec: bytes) -> bytes | None:
         ref = self.ref
 
         def wants(refs: dict[bytes, bytes], depth: int | None = None, **_: Any) -> list[bytes]:
@@ -89,7 +93,7 @@ class GitStore:
 
         try:
             result = self._client.fetch(
-                self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=b"blob:none"
+                self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=filter_spec
             )
         except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
             raise RemoteUnavailable(_describe(exc, self.remote)) from None
@@ -97,7 +101,7 @@ class GitStore:
         if tip:
             self.repo.refs[ref] = tip
         self.tip = tip
-        self._tidy()
+        self.fetched = True
         self.begin()
         return tip
 
@@ -125,24 +129,38 @@ class GitStore:
         failed = {ref: err for ref, err in (result.ref_status or {}).items() if err}
         if failed:
             raise PushRejected("; ".join(f"{r.decode()}: {e}" for r, e in failed.items()))
-        self.repo.object_store.add_objects([(o, None) for o in objects])
+        # Locally keep what a later batch may read: commits (their messages) and each tree's final version.
+        # Blobs never (the cache is blobless), nor trees a later commit of the batch replaced.
+        kept = [o for o in objects if o.type_num == Commit.type_num or o.id in self._final_trees()]
+        self.repo.object_store.add_objects([(o, None) for o in kept])
         assert head is not None
         self.repo.refs[self.ref] = head
         self.tip = head
-        self._tidy()
         self.begin()
+        self._tidy()
+
+    def _final_trees(self) -> set[bytes]:
+        return {k for k in self._new if k not in self._superseded}
 
     def _tidy(self) -> None:
-        # Each push and fetch adds a pack, and dulwich keeps every pack open: fold them into one now and
-        # then, or a warm committer runs out of file descriptors after a few hundred batches.
-        if self.repo.object_store.count_pack_files() > _MAX_PACKS:
-            self.repo.object_store.repack()
+        # Each push adds a pack and dulwich keeps every pack open, and trees pile up: now and then start the
+        # cache afresh from a depth-1 fetch (a fraction of a second) rather than repack it all in memory.
+        if self.repo.object_store.count_pack_files() <= _MAX_PACKS:
+            return
+        self.repo.close()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self.repo = Repo.init_bare(str(self.cache_dir), mkdir=True)
+        self.tip = self.head = None
+        self.fetched = False
+        with contextlib.suppress(RemoteUnavailable):  # the pushed batch stands; the next batch fetches first
+            self.fetch()
 
     # --- staging --------------------------------------------------------------------------------
     def begin(self) -> None:
         """Drop anything staged and build on the tip again."""
         self._new: dict[bytes, ShaFile] = {}  # the batch's objects, in memory until the push took
         self._deltas: dict[bytes, tuple[bytes, bytes]] = {}  # new tree -> (base tree, delta from it)
+        self._superseded: set[bytes] = set()  # trees of this batch that a later change replaced
         self.head = self.tip
 
     def blob_id(self, path: str) -> bytes | None:
@@ -204,22 +222,30 @@ class GitStore:
         for depth in range(len(chain) - 1, -1, -1):
             old = chain[depth]
             new, delta = old.with_entry(entry_name, mode, entry_sha)
-            self._remember(new, old, delta)
+            self._remember(new, old, delta, root=depth == 0)
             if depth:
                 entry_name, mode = dirs[depth - 1], DIR_MODE
                 entry_sha = new.sha if len(new) else None
             chain[depth] = new
         return chain[0]
 
-    def _remember(self, new: RawTree, old: RawTree, delta: bytes) -> None:
-        key = new.sha.hex().encode()
+    def _remember(self, new: RawTree, old: RawTree, delta: bytes, root: bool) -> None:
+        if not len(new) and not root:
+            return  # an emptied directory disappears from its parent: nothing refers to it
+        key, old_key = new.sha.hex().encode(), old.sha.hex().encode()
+        if old_key in self._new:
+            self._superseded.add(old_key)
+            self._trees.pop(old_key, None)  # an intermediate version is never read again
+        self._superseded.discard(key)
         self._trees[key] = new
         self._trees.move_to_end(key)
         while len(self._trees) > _CACHED_TREES:
             self._trees.popitem(last=False)
-        if key not in self._new:
+        # A tree the remote already has (a directory put back as it was) is not sent again: no delta cycles.
+        if key not in self._new and key not in self.repo.object_store:
             self._new[key] = ShaFile.from_raw_chunks(Tree.type_num, [new.data], sha=key)
-            if len(old) and self._deltas_ok:
+            # Git refuses deltas shorter than 4 bytes and against an empty base: send those whole.
+            if len(old) and len(new) and self._deltas_ok:
                 self._deltas[key] = (old.sha, delta)
 
     def _tree(self, sha: bytes) -> RawTree:
@@ -228,7 +254,7 @@ class GitStore:
         if cached is not None:
             self._trees.move_to_end(sha)
             return cached
-        obj = self._new.get(sha) or self.repo.object_store[sha]
+        obj = self._new[sha] if sha in self._new else self.repo.object_store[sha]
         assert isinstance(obj, Tree)
         tree = RawTree.build((name, mode, bytes.fromhex(hexsha.decode())) for name, mode, hexsha in obj.iteritems())
         self._trees[sha] = tree
@@ -255,7 +281,7 @@ class GitStore:
             sha = commit.parents[0] if commit.parents else None
 
     def _commit(self, sha: bytes) -> Commit:
-        obj = self._new.get(sha) or self.repo.object_store[sha]
+        obj = self._new[sha] if sha in self._new else self.repo.object_store[sha]
         assert isinstance(obj, Commit)
         return obj
 

@@ -1,0 +1,84 @@
+"""The benchmarks still run: `python -m bench --quick` produces a figure in every section (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from numbers import Number
+from pathlib import Path
+from typing import Any
+
+import pytest
+from dulwich.client import HTTPUnauthorized
+
+from bench.gitserver import GitServer, init_bare
+from pipeline.gitstore import GitStore, Person, RemoteUnavailable
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def number(data: dict[str, Any], *path: str) -> float:
+    value: Any = data
+    for part in path:
+        assert isinstance(value, dict) and part in value, f"{'.'.join(path)} missing"
+        value = value[part]
+    assert isinstance(value, Number) and not isinstance(value, bool), f"{'.'.join(path)} is {value!r}"
+    return float(value)
+
+
+def test_git_server_takes_pushes_and_fetches_with_a_token_and_refuses_without(tmp_path: Path) -> None:
+    # Given a bare repository served by git http-backend behind a token
+    init_bare(tmp_path / "served" / "r.git")
+    with GitServer(tmp_path / "served", token="t0ken") as server:
+        # When the committer pushes a commit with the token
+        writer = GitStore(server.url("r.git"), "main", tmp_path / "a.git", token="t0ken")
+        writer.fetch()
+        writer.stage({"issues/OPS/OPS-1.json": b"{}\n"}, Person("Ada", "ada@example.invalid"), 1, "OPS-1: created\n")
+        writer.push()
+        # Then a fresh cache fetches it back, and a wrong token is refused
+        reader = GitStore(server.url("r.git"), "main", tmp_path / "b.git", token="t0ken")
+        assert reader.fetch() == writer.tip
+        with pytest.raises((RemoteUnavailable, HTTPUnauthorized)):
+            GitStore(server.url("r.git"), "main", tmp_path / "c.git", token="wrong").fetch()
+        for store in (writer, reader):
+            store.close()
+
+
+def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> None:
+    out = tmp_path / "results.json"
+    env = {**os.environ, "JSYNC_BENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads(out.read_text())
+    assert results["errors"] == {}, results["errors"]
+    for size in (str(n) for n in results["sizes"]):
+        for key in ("commit_ms_per_event", "push_ms_per_batch", "push_cpu_ms", "ms_per_event_incl_push", "peak_rss_mb"):
+            number(results, "committer", size, "jsync", key)
+        jsync = results["committer"][size]["jsync"]
+        assert jsync["remote_in_sync"] and jsync["committed"] == jsync["expected_commits"]
+        number(results, "committer", size, "git_cli", "s_per_event")
+        number(results, "committer", size, "ratio")
+        number(results, "cold_start", size, "seconds")
+        number(results, "cold_start", size, "peak_rss_mb")
+    e2e = results["e2e"]
+    for section in ("ack", "to_s3", "to_git"):
+        for pct in ("p50_ms", "p95_ms", "p99_ms"):
+            number(e2e, "latency", section, pct)
+    assert e2e["latency"]["in_git"] == e2e["latency"]["sent"]
+    steps = e2e["sustained"]["steps"]
+    assert steps and all(isinstance(s["achieved_rate"], float) for s in steps)
+    number(e2e, "api", "p50_ms")
+    number(e2e, "api", "p95_ms")
+    number(e2e, "ingest_import", "importtime_cumulative_ms")
+    assert len(results["targets"]) == 7
+    for heading in ("1. Committer", "2. Committer cold start", "3. End to end", "4. Ingest and API", "Targets"):
+        assert heading in proc.stdout

@@ -1,0 +1,142 @@
+"""The committer's git path against git's own smart-HTTP server (git http-backend): thin packs, token, races."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from bench.gitserver import GitServer, init_bare
+from pipeline.gitstore import GitStore, Person, PushRejected, RemoteUnavailable
+from pipeline.gittree import RawTree, apply_delta
+
+TOKEN = "tok-3f9a"
+AUTHOR = Person("Ada Example", "ada@jira.invalid")
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    root = tmp_path / "srv"
+    root.mkdir()
+    init_bare(root / "repo.git")
+    with GitServer(root, TOKEN) as s:
+        yield s
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", f"--git-dir={repo}", *args], check=True, capture_output=True, text=True).stdout
+
+
+def test_batches_push_as_thin_packs_that_git_accepts(server: GitServer, tmp_path: Path) -> None:
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "cache.git", token=TOKEN)
+    store.fetch()
+    expected: dict[str, bytes] = {}
+    for batch in range(4):
+        store.begin()
+        for n in range(10):
+            path = f"issues/P{n % 3}/P{n % 3}-{(batch * 7 + n) % 12}.json"
+            content = json.dumps({"batch": batch, "n": n}).encode() + b"\n"
+            store.stage({path: content}, AUTHOR, 1764000000 + n, f"{path}: batch {batch}\n")
+            expected[path] = content
+        # delete one file and a whole directory's last file too
+        if batch == 3:
+            store.stage({"issues/P0/P0-0.json": None}, AUTHOR, 1764000100, "delete\n")
+            expected.pop("issues/P0/P0-0.json", None)
+        assert store._deltas, "changed trees should travel as deltas"
+        store.push()
+    remote = server.root / "repo.git"
+    git(remote, "fsck", "--full", "--strict")
+    files = git(remote, "ls-tree", "-r", "--name-only", "main").split()
+    assert sorted(files) == sorted(expected)
+    for path, content in expected.items():
+        assert git(remote, "show", f"main:{path}").encode() == content
+    assert len(git(remote, "rev-list", "main").split()) == 41
+    store.close()
+
+
+def test_a_cold_start_is_one_commit_and_its_trees(server: GitServer, tmp_path: Path) -> None:
+    writer = GitStore(server.url("repo.git"), "main", tmp_path / "w.git", token=TOKEN)
+    writer.fetch()
+    for n in range(5):
+        writer.stage({f"issues/A/A-{n}.json": b"x%d\n" % n}, AUTHOR, 1764000000, "c\n")
+    writer.push()
+    cold = GitStore(server.url("repo.git"), "main", tmp_path / "cold.git", token=TOKEN)
+    tip = cold.fetch()
+    objects = list(cold.repo.object_store)
+    assert tip == writer.tip and len(objects) == 4  # the tip commit and its three trees: root, issues/, A/
+    assert cold.blob_id("issues/A/A-4.json") is not None  # read from a tree entry: no blob needed
+    cold.close()
+    writer.close()
+
+
+def test_a_push_from_a_stale_tip_is_rejected_never_forced(server: GitServer, tmp_path: Path) -> None:
+    one = GitStore(server.url("repo.git"), "main", tmp_path / "one.git", token=TOKEN)
+    two = GitStore(server.url("repo.git"), "main", tmp_path / "two.git", token=TOKEN)
+    one.fetch()
+    two.fetch()
+    one.stage({"issues/A/A-1.json": b"one\n"}, AUTHOR, 1764000000, "one\n")
+    one.push()
+    two.stage({"issues/A/A-2.json": b"two\n"}, AUTHOR, 1764000000, "two\n")
+    with pytest.raises(PushRejected):
+        two.push()
+    assert git(server.root / "repo.git", "show", "main:issues/A/A-1.json") == "one\n"
+    one.close()
+    two.close()
+
+
+def test_a_wrong_token_is_unavailable_and_never_echoed(server: GitServer, tmp_path: Path) -> None:
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token="wrong-secret-token")
+    with pytest.raises(RemoteUnavailable) as caught:
+        store.fetch()
+    assert "wrong-secret-token" not in str(caught.value)
+    store.close()
+
+
+def test_tree_splices_match_a_full_rebuild() -> None:
+    entries = [(b"K-%d.json" % n, 0o100644, bytes([n % 256]) * 20) for n in range(300)]
+    tree = RawTree.build(entries)
+    for n in (0, 150, 299, 400):
+        new, delta = tree.with_entry(b"K-%d.json" % n, 0o100644, b"\x01" * 20)
+        rebuilt = RawTree.build(
+            [e for e in entries if e[0] != b"K-%d.json" % n] + [(b"K-%d.json" % n, 0o100644, b"\x01" * 20)]
+        )
+        assert new.sha == rebuilt.sha and apply_delta(tree.data, delta) == new.data
+    removed, delta = tree.with_entry(b"K-7.json", 0o100644, None)
+    assert len(removed) == 299 and apply_delta(tree.data, delta) == removed.data
+
+
+def test_emptied_directories_and_round_trips_push_cleanly(server: GitServer, tmp_path: Path) -> None:
+    remote = server.root / "repo.git"
+    # index-pack (not unpack-objects) for every push: the stricter path, as big pushes and hosts take
+    git(remote, "config", "receive.unpackLimit", "1")
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
+    store.fetch()
+    store.stage({"issues/A/A-1.json": b"a\n", "issues/B/B-1.json": b"b\n"}, AUTHOR, 1764000000, "two\n")
+    store.push()
+    # the last issue of a project moves away: its directory empties and disappears
+    store.stage({"issues/A/A-1.json": None, "issues/C/C-1.json": b"a\n"}, AUTHOR, 1764000001, "move\n")
+    # and within the same batch a directory goes back to exactly what the remote has (no delta cycle)
+    store.stage({"issues/B/B-2.json": b"new\n"}, AUTHOR, 1764000002, "add\n")
+    store.stage({"issues/B/B-2.json": None}, AUTHOR, 1764000003, "remove\n")
+    store.push()
+    git(remote, "fsck", "--full", "--strict")
+    assert sorted(git(remote, "ls-tree", "-r", "--name-only", "main").split()) == [
+        "issues/B/B-1.json",
+        "issues/C/C-1.json",
+    ]
+    store.close()
+
+
+def test_the_cache_starts_afresh_instead_of_growing(server: GitServer, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr("pipeline.gitstore._MAX_PACKS", 3)
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
+    store.fetch()
+    for n in range(8):
+        store.stage({f"issues/A/A-{n}.json": b"%d\n" % n}, AUTHOR, 1764000000, f"c{n}\n")
+        store.push()
+        assert store.repo.object_store.count_pack_files() <= 4
+    assert store.tip == git(server.root / "repo.git", "rev-parse", "main").strip().encode()
+    assert store.blob_id("issues/A/A-7.json") is not None
+    store.close()
