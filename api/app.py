@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,6 +15,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.auth import require_api_key
 from api.routes import health, issues, projects, sync
 from pipeline.errors import JSyncError
+from pipeline.settings import SecretUnavailable
+
+log = logging.getLogger(__name__)
 
 
 def create_app() -> FastAPI:
@@ -30,7 +34,17 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(JSyncError)
     async def _jsync_error(_: Request, exc: JSyncError) -> JSONResponse:
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return _error(exc.body(), exc.status)
+
+    @app.exception_handler(SecretUnavailable)
+    async def _secret_missing(_: Request, exc: SecretUnavailable) -> JSONResponse:
+        return _error({"error": "misconfigured", "detail": str(exc)}, 503)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error")
+        detail = "Something went wrong on our side; it is logged. Retry, and tell the operators if it persists."
+        return _error({"error": "internal_error", "detail": detail}, 500)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -40,27 +54,27 @@ def create_app() -> FastAPI:
             detail = "No such endpoint; see /docs for what JSync serves."
         if exc.status_code == 405 and exc.headers and "Allow" in exc.headers:
             detail = f"This endpoint answers {exc.headers['Allow']} only."
-        return JSONResponse({"error": code, "detail": detail}, status_code=exc.status_code, headers=exc.headers)
+        return _error({"error": code, "detail": detail}, exc.status_code, exc.headers)
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)
     async def _storage_down(_: Request, exc: Exception) -> JSONResponse:
-        return JSONResponse(
-            {"error": "storage_unavailable", "detail": "Storage is unavailable right now; retry shortly."},
-            status_code=503,
-            headers={"Retry-After": "5"},
-        )
+        body = {"error": "storage_unavailable", "detail": "Storage is unavailable right now; retry shortly."}
+        return _error(body, 503, {"Retry-After": "5"})
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first: dict[str, Any] = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return JSONResponse(
-            {"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"}, status_code=400
-        )
+        return _error({"error": "invalid_request", "detail": f"{where}: {first.get('msg', 'invalid')}"}, 400)
 
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _error(body: dict[str, str], status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    # Errors are never cached (CloudFront would otherwise keep a 404 or 503 for its default TTL).
+    return JSONResponse(body, status_code=status, headers={**(headers or {}), "Cache-Control": "no-store"})
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

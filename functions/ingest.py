@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from typing import Any
 
 from pipeline import services
 from pipeline.errors import WebhookRejected
 from pipeline.intake import accept
-from pipeline.settings import get_settings
+from pipeline.settings import SecretUnavailable, get_settings
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -27,6 +28,12 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         accepted = accept(body, headers, get_settings(), services.queues(), services.store())
     except WebhookRejected as rejected:
         return _respond(rejected.status, rejected.body())
+    except SecretUnavailable:
+        # 503, so Jira retries once the secret is in place; the log names the secret.
+        logging.getLogger(__name__).exception("webhook secret unavailable")
+        return _respond(
+            503, {"error": "misconfigured", "detail": "Ingest cannot read its webhook secret; retry later."}
+        )
     return _respond(202, accepted.body())
 
 

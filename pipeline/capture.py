@@ -71,8 +71,9 @@ def capture(
         if state is not None and state["capture"]["event_id"] == queued.event_id:
             # We wrote latest/ on an earlier attempt and may have died before the indexes or the send:
             # do both again; both are idempotent, and the committer drops what it already holds.
+            captured = _advance(event, queued, send_change, state, snap_key)
             update_indexes(store, issue_id, state)
-            return _advance(event, queued, send_change, state, snap_key)
+            return captured
         new_order = _advancing_order(state, event, order)
         if new_order is None:
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
@@ -81,8 +82,10 @@ def capture(
             store.write_json(latest_key(issue_id), new_state, current)
         except StoreConflict:
             continue
+        # The change for git first: a slow index (a busy project count) must not hold git back.
+        captured = _advance(event, queued, send_change, new_state, snap_key)
         update_indexes(store, issue_id, new_state)
-        return _advance(event, queued, send_change, new_state, snap_key)
+        return captured
     raise StoreConflict(latest_key(issue_id))
 
 

@@ -1,11 +1,14 @@
 """The read side's indexes in S3, kept by the writer: key -> id, project listings and counts, history items.
 
 Each is small and per-issue, so a read costs a bounded number of S3 calls whatever the bucket holds, and no two
-issues contend for one object (except a project's count, which is a compare-and-swap with a replay guard).
+issues contend for one object, except a project's count: a compare-and-swap, guarded against replays by the
+listing item's `counted` flag and a memory of recent adjustments.
 """
 
 from __future__ import annotations
 
+import random
+import time
 from typing import Any
 
 from pipeline.snapshot import KEY_PATTERN
@@ -19,7 +22,7 @@ from pipeline.store import (
 )
 
 _APPLIED_MEMORY = 500  # recent count adjustments remembered, so a retried event never counts twice
-_CAS_ATTEMPTS = 50
+_CAS_ATTEMPTS = 20
 
 
 def project_of(doc: dict[str, Any] | None) -> str | None:
@@ -67,12 +70,19 @@ def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
         store.put_json(issue_key_index(key), {"issue_id": issue_id})
     before, after = state.get("previous_project"), project_of(doc)
     if before and before != after:
-        _adjust_count(store, before, -1, f"{issue_id}:{event_id}:-", None)
-        store.delete(project_item_key(before, issue_id))
+        left = store.read_json(project_item_key(before, issue_id))
+        if left is not None:
+            if left.data.get("counted"):
+                _adjust_count(store, before, -1, f"{issue_id}:{event_id}:-", None)
+            store.delete(project_item_key(before, issue_id))
     if after and doc is not None:
-        if before != after:
+        key = project_item_key(after, issue_id)
+        present = store.read_json(key)
+        # The item remembers that it was counted, so a redelivery however late never counts it twice.
+        if present is None or not present.data.get("counted"):
+            store.put_json(key, {**listing_item(doc), "counted": False})
             _adjust_count(store, after, +1, f"{issue_id}:{event_id}:+", _project_name(doc))
-        store.put_json(project_item_key(after, issue_id), listing_item(doc))
+        store.put_json(key, {**listing_item(doc), "counted": True})
 
 
 def _project_name(doc: dict[str, Any]) -> str | None:
@@ -83,7 +93,9 @@ def _project_name(doc: dict[str, Any]) -> str | None:
 
 def _adjust_count(store: Store, project: str, delta: int, token: str, name: str | None) -> None:
     key = project_count_key(project)
-    for _ in range(_CAS_ATTEMPTS):
+    for attempt in range(_CAS_ATTEMPTS):
+        if attempt:
+            time.sleep(random.uniform(0, min(0.5, 0.01 * 2**attempt)))  # a hot project: spread the retries
         current = store.read_json(key)
         data = dict(current.data) if current else {"project": project, "name": name, "issue_count": 0, "applied": []}
         if token in data["applied"]:

@@ -113,7 +113,9 @@ def projects(store: Store) -> list[dict[str, Any]]:
 def project_issues(store: Store, project: str, limit: int, cursor: str | None) -> Page:
     """A page of a project's issues in id order: one LIST plus `limit` parallel GETs."""
     prefix = project_prefix(check_project(project)) + "issues/"
-    return _page(store, prefix, limit, cursor)
+    page = _page(store, prefix, limit, cursor)
+    fields = ("key", "id", "summary", "status", "updated")
+    return Page([{k: item.get(k) for k in fields} for item in page.items], page.next_cursor)
 
 
 def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:

@@ -16,7 +16,10 @@ if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
     from pipeline.commits import GitRecords
     from pipeline.gitstore import GitStore
 
-_CONFIG = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10)
+# More connections than the read API's 16 parallel reads, so none waits for a socket.
+_CONFIG = Config(
+    retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=2, read_timeout=10, max_pool_connections=32
+)
 
 
 @cache

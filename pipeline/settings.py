@@ -45,7 +45,8 @@ class Settings:
 
     @property
     def api_keys(self) -> tuple[str, ...]:
-        return _split(self.secrets.get("api_keys"))
+        # Read again every few minutes, so a revoked key stops working without a redeploy.
+        return _split(self.secrets.get("api_keys", max_age_seconds=300))
 
     @property
     def git_token(self) -> str | None:
@@ -91,8 +92,9 @@ class Secrets:
     region: str
     _cache: dict[str, tuple[float, str | None]] = field(default_factory=dict, compare=False, repr=False)
 
-    def get(self, name: str) -> str | None:
-        if name not in self._cache:
+    def get(self, name: str, max_age_seconds: float | None = None) -> str | None:
+        cached = self._cache.get(name)
+        if cached is None or (max_age_seconds is not None and time.monotonic() - cached[0] > max_age_seconds):
             self._cache[name] = (time.monotonic(), self._read(name))
         return self._cache[name][1]
 
@@ -120,7 +122,11 @@ class Secrets:
                 f"Secret {secret_name} ({name}) could not be read: {type(exc).__name__}. "
                 "Create it in Secrets Manager as the README's Deploy section says."
             ) from None
-        return str(value.get("SecretString") or "").strip() or None
+        text = str(value.get("SecretString") or "").strip()
+        if not text:
+            # An empty secret must never mean "no authentication": refuse to run instead.
+            raise SecretUnavailable(f"Secret {secret_name} ({name}) is empty; put the value in it.")
+        return text
 
 
 def dead_letter_name(queue_name: str) -> str:
