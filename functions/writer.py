@@ -13,8 +13,6 @@ from pipeline.capture import capture
 from pipeline.messages import QueuedEvent
 
 logger = Logger(service="jsync-writer")
-# A failure holds back later events of the same issue only; other issues proceed.
-processor = SqsFifoPartialProcessor(skip_group_on_error=True)
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -26,4 +24,7 @@ def record_handler(record: SQSRecord) -> None:
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    # A failure holds back later events of the same issue only; other issues proceed. A processor per batch:
+    # it keeps the batch's state, and the local stack runs several writers in one process.
+    processor = SqsFifoPartialProcessor(skip_group_on_error=True)
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

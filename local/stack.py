@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -13,7 +15,6 @@ from pathlib import Path
 
 import uvicorn
 from dulwich.repo import Repo
-from moto.server import ThreadedMotoServer
 
 from api.app import create_app
 from local.frontdoor import FrontDoor
@@ -25,6 +26,40 @@ from pipeline.settings import Settings, get_settings
 
 log = logging.getLogger("jsync.local")
 _SAVE_EVERY = 30.0  # seconds between background saves of S3, so a crash loses little
+_WRITERS = 3
+
+
+class MotoProcess:
+    """moto's server in a process of its own, so its work runs on the other core, not under our GIL."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"moto could not start on 127.0.0.1:{self.port}; is the port in use?")
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/moto-api/data.json", timeout=1).read()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("moto did not start within 30 s")
+
+    def stop(self) -> None:
+        if self._proc and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
 
 
 def free_port() -> int:
@@ -58,7 +93,7 @@ class LocalStack:
         self.settings: Settings = get_settings()
         self.state = StateDir(self.settings.home / "state")
         self.retry_delay = retry_delay
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.moto_port, verbose=False)
+        self._moto = MotoProcess(self.moto_port)
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.pollers: list[Poller] = []
@@ -90,10 +125,10 @@ class LocalStack:
         _ensure_bare_remote(s)
         from functions import committer, writer  # after settings are final: they build clients lazily
 
-        for name, queue, handler in (
-            ("writer", s.events_queue, writer.lambda_handler),
-            ("committer", s.commits_queue, committer.lambda_handler),
-        ):
+        # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
+        consumers = [(f"writer-{n}", s.events_queue, writer.lambda_handler) for n in range(_WRITERS)]
+        consumers.append(("committer", s.commits_queue, committer.lambda_handler))
+        for name, queue, handler in consumers:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
             self.pollers.append(Poller(name, sqs, url, handler, retry_delay=self.retry_delay))
         for poller in self.pollers:
