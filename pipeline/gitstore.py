@@ -6,7 +6,6 @@ import contextlib
 import re
 import shutil
 import time
-from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,6 @@ from pipeline.gittree import DIR_MODE, FILE_MODE, RawTree
 
 COMMITTER = b"JSync <jsync@jsync.invalid>"
 _MAX_PACKS = 32
-_CACHED_TREES = 128  # parsed trees kept: the current version of each directory written to, and the tip's
 _EMPTY_TREE = RawTree.build([])
 
 
@@ -58,7 +56,7 @@ class GitStore:
             Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
         )
         self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
-        self._trees: OrderedDict[bytes, RawTree] = OrderedDict()
+        self._trees: dict[bytes, RawTree] = {}
         # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
         self._deltas_ok = not isinstance(self._client, LocalGitClient)
         self.fetched = False  # once per process: /tmp may hold an old tip from a previous runtime
@@ -84,7 +82,7 @@ class GitStore:
         self._fetch(depth=depth, only_new=False, filter_spec=b"tree:0")
         return True
 
-    def _fetch(self, depth: int, only_new: bool, filter_spec: bytes) -> bytes | None:
+    def _fetch(self, depth: int, only_new: bool, filter_spec: bytes, restart: bool = True) -> bytes | None:
         ref = self.ref
 
         def wants(refs: dict[bytes, bytes], depth: int | None = None, **_: Any) -> list[bytes]:
@@ -100,16 +98,19 @@ class GitStore:
         tip = result.refs.get(ref)
         if tip:
             self.repo.refs[ref] = tip
-        self.tip = tip
-        self.fetched = True
-        self.begin()
+        if restart:
+            self.tip = tip
+            self.fetched = True
+            self.begin()
         return tip
 
     def push(self) -> None:
         """Send the staged commits in one pack, only if the remote is still at the tip we built on."""
         if self.head == self.tip:
             return
-        base, head, objects, deltas = self.tip, self.head, list(self._new.values()), dict(self._deltas)
+        base, head = self.tip, self.head
+        entries = [full_unpacked_object(o) for o in self._new.values()]
+        entries += [_tree_entry(key, tree, self._deltas.get(key)) for key, tree in self._new_trees.items()]
 
         def update_refs(advertised: dict[bytes, bytes]) -> dict[bytes, bytes]:
             if advertised.get(self.ref) != base:
@@ -118,7 +119,7 @@ class GitStore:
             return {self.ref: head}
 
         def pack(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None, **_: Any) -> Any:
-            return len(objects), (_packed(o, deltas.get(o.id)) for o in objects)
+            return len(entries), iter(entries)
 
         try:
             result = self._client.send_pack(self._path, update_refs, pack)
@@ -129,38 +130,44 @@ class GitStore:
         failed = {ref: err for ref, err in (result.ref_status or {}).items() if err}
         if failed:
             raise PushRejected("; ".join(f"{r.decode()}: {e}" for r, e in failed.items()))
-        # Locally keep what a later batch may read: commits (their messages) and each tree's final version.
-        # Blobs never (the cache is blobless), nor trees a later commit of the batch replaced.
-        kept = [o for o in objects if o.type_num == Commit.type_num or o.id in self._final_trees()]
-        self.repo.object_store.add_objects([(o, None) for o in kept])
+        # Locally only the commits (history reads their messages). Blobs never: the cache is blobless. Trees stay
+        # in memory, where the next batch reads them; a new process fetches the tip's trees afresh.
+        commits = [o for o in self._new.values() if o.type_num == Commit.type_num]
+        self.repo.object_store.add_objects([(o, None) for o in commits])
         assert head is not None
         self.repo.refs[self.ref] = head
         self.tip = head
+        for key in self._replaced:  # the remote has moved past them
+            self._trees.pop(key, None)
+        self._new_trees.clear()  # pushed: they are the remote's now, and stay cached
         self.begin()
         self._tidy()
-
-    def _final_trees(self) -> set[bytes]:
-        return {k for k in self._new if k not in self._superseded}
 
     def _tidy(self) -> None:
         # Each push adds a pack and dulwich keeps every pack open, and trees pile up: now and then start the
         # cache afresh from a depth-1 fetch (a fraction of a second) rather than repack it all in memory.
         if self.repo.object_store.count_pack_files() <= _MAX_PACKS:
             return
-        self.repo.close()
-        shutil.rmtree(self.cache_dir, ignore_errors=True)
-        self.repo = Repo.init_bare(str(self.cache_dir), mkdir=True)
+        self._fresh_cache()
         self.tip = self.head = None
         self.fetched = False
         with contextlib.suppress(RemoteUnavailable):  # the pushed batch stands; the next batch fetches first
             self.fetch()
 
+    def _fresh_cache(self) -> None:
+        self.repo.close()
+        shutil.rmtree(self.cache_dir, ignore_errors=True)
+        self.repo = Repo.init_bare(str(self.cache_dir), mkdir=True)
+
     # --- staging --------------------------------------------------------------------------------
     def begin(self) -> None:
         """Drop anything staged and build on the tip again."""
-        self._new: dict[bytes, ShaFile] = {}  # the batch's objects, in memory until the push took
+        for key in getattr(self, "_new_trees", {}):
+            self._trees.pop(key, None)  # never pushed: the remote does not have them
+        self._new: dict[bytes, ShaFile] = {}  # the batch's blobs and commits, in memory until the push took
+        self._new_trees: dict[bytes, RawTree] = {}  # the batch's trees, likewise
         self._deltas: dict[bytes, tuple[bytes, bytes]] = {}  # new tree -> (base tree, delta from it)
-        self._superseded: set[bytes] = set()  # trees of this batch that a later change replaced
+        self._replaced: set[bytes] = set()  # tip trees this batch replaced
         self.head = self.tip
 
     def blob_id(self, path: str) -> bytes | None:
@@ -233,33 +240,38 @@ class GitStore:
         if not len(new) and not root:
             return  # an emptied directory disappears from its parent: nothing refers to it
         key, old_key = new.sha.hex().encode(), old.sha.hex().encode()
-        if old_key in self._new:
-            self._superseded.add(old_key)
-            self._trees.pop(old_key, None)  # an intermediate version is never read again
-        self._superseded.discard(key)
-        self._trees[key] = new
-        self._trees.move_to_end(key)
-        while len(self._trees) > _CACHED_TREES:
-            self._trees.popitem(last=False)
+        if old_key in self._new_trees:
+            self._trees.pop(old_key, None)  # an intermediate version: nothing reads it again
+        elif len(old):
+            self._replaced.add(old_key)
         # A tree the remote already has (a directory put back as it was) is not sent again: no delta cycles.
-        if key not in self._new and key not in self.repo.object_store:
-            self._new[key] = ShaFile.from_raw_chunks(Tree.type_num, [new.data], sha=key)
+        known = key in self._trees or key in self.repo.object_store
+        self._trees[key] = new
+        if key not in self._new_trees and not known:
+            self._new_trees[key] = new
             # Git refuses deltas shorter than 4 bytes and against an empty base: send those whole.
             if len(old) and len(new) and self._deltas_ok:
                 self._deltas[key] = (old.sha, delta)
+        self._replaced.discard(key)
 
     def _tree(self, sha: bytes) -> RawTree:
-        """A tree by hex id, parsed once and then kept (the directories we write to stay hot)."""
+        """A tree by hex id, parsed once and then kept: the directories written to stay in memory.
+
+        The cache holds one version per directory read or written (superseded versions leave it), so it is
+        bounded by the repository's trees along the paths JSync writes, a few MB at 100,000 issues.
+        """
         cached = self._trees.get(sha)
         if cached is not None:
-            self._trees.move_to_end(sha)
             return cached
-        obj = self._new[sha] if sha in self._new else self.repo.object_store[sha]
+        try:
+            obj = self.repo.object_store[sha]
+        except KeyError:  # tip trees live in memory only and this one is not there: rebuild the cache from the tip
+            self._fresh_cache()
+            self._fetch(depth=1, only_new=True, filter_spec=b"blob:none", restart=False)
+            obj = self.repo.object_store[sha]
         assert isinstance(obj, Tree)
         tree = RawTree.build((name, mode, bytes.fromhex(hexsha.decode())) for name, mode, hexsha in obj.iteritems())
         self._trees[sha] = tree
-        while len(self._trees) > _CACHED_TREES:
-            self._trees.popitem(last=False)
         return tree
 
     def history(self, stop: bytes | None = None, limit: int = 10_000) -> Iterator[tuple[bytes, bytes]]:
@@ -286,12 +298,12 @@ class GitStore:
         return obj
 
 
-def _packed(obj: ShaFile, delta: tuple[bytes, bytes] | None) -> UnpackedObject:
-    """A pack entry: a changed tree as a delta against its previous version, anything else whole."""
+def _tree_entry(key: bytes, tree: RawTree, delta: tuple[bytes, bytes] | None) -> UnpackedObject:
+    """A changed tree for the pack: a delta against its previous version where there is one, else whole."""
     if delta is None:
-        return full_unpacked_object(obj)
+        return UnpackedObject(Tree.type_num, decomp_chunks=[tree.data], sha=tree.sha)
     base, data = delta
-    return UnpackedObject(REF_DELTA, delta_base=base, decomp_chunks=[data], sha=bytes.fromhex(obj.id.decode()))
+    return UnpackedObject(REF_DELTA, delta_base=base, decomp_chunks=[data], sha=tree.sha)
 
 
 def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | None:

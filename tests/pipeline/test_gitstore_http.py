@@ -140,3 +140,19 @@ def test_the_cache_starts_afresh_instead_of_growing(server: GitServer, tmp_path:
     assert store.tip == git(server.root / "repo.git", "rev-parse", "main").strip().encode()
     assert store.blob_id("issues/A/A-7.json") is not None
     store.close()
+
+
+def test_trees_lost_from_memory_are_fetched_again(server: GitServer, tmp_path: Path) -> None:
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
+    store.fetch()
+    store.stage({"issues/A/A-1.json": b"1\n"}, AUTHOR, 1764000000, "one\n")
+    store.push()
+    store._trees.clear()  # pushed trees live only in memory: pretend they were lost
+    store.stage({"issues/A/A-2.json": b"2\n"}, AUTHOR, 1764000001, "two\n")
+    store.push()
+    git(server.root / "repo.git", "fsck", "--full", "--strict")
+    assert sorted(git(server.root / "repo.git", "ls-tree", "-r", "--name-only", "main").split()) == [
+        "issues/A/A-1.json",
+        "issues/A/A-2.json",
+    ]
+    store.close()
