@@ -30,12 +30,23 @@ class LocalContext:
 class Poller:
     """Receives up to 10 messages, invokes the handler with a real-shaped SQS event, deletes what succeeded."""
 
-    def __init__(self, name: str, sqs: Any, queue_url: str, handler: Handler, retry_delay: int = 1) -> None:
+    def __init__(
+        self,
+        name: str,
+        sqs: Any,
+        queue_url: str,
+        handler: Handler,
+        retry_delay: int = 1,
+        receive_lock: threading.Lock | None = None,
+    ) -> None:
         self.name = name
         self.sqs = sqs
         self.queue_url = queue_url
         self.handler = handler
         self.retry_delay = retry_delay
+        # moto's server can hand two concurrent receivers messages of the same FIFO group; SQS never does.
+        # Pollers of one queue share this lock around ReceiveMessage, so a group in flight stays held.
+        self._receive_lock = receive_lock or threading.Lock()
         self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self._stop = threading.Event()
         # Failed messages wait out their backoff invisible; on stop they are made visible so they get saved.
@@ -71,7 +82,14 @@ class Poller:
                 self.idle.clear()
 
     def poll_once(self, wait_seconds: int = 0) -> int:
-        messages = self.sqs.receive_message(
+        with self._receive_lock:
+            messages = self._receive(wait_seconds)
+        if not messages:
+            return 0
+        return self._handle(messages)
+
+    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
+        return self.sqs.receive_message(
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=wait_seconds,
@@ -79,8 +97,8 @@ class Poller:
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
         ).get("Messages", [])
-        if not messages:
-            return 0
+
+    def _handle(self, messages: list[dict[str, Any]]) -> int:
         event = {"Records": [self._record(m) for m in messages]}
         context = LocalContext(self.name, str(uuid.uuid4()))
         try:

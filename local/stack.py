@@ -128,9 +128,10 @@ class LocalStack:
         # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
         consumers = [(f"writer-{n}", s.events_queue, writer.lambda_handler) for n in range(_WRITERS)]
         consumers.append(("committer", s.commits_queue, committer.lambda_handler))
+        locks = {queue: threading.Lock() for _, queue, _ in consumers}
         for name, queue, handler in consumers:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-            self.pollers.append(Poller(name, sqs, url, handler, retry_delay=self.retry_delay))
+            self.pollers.append(Poller(name, sqs, url, handler, self.retry_delay, receive_lock=locks[queue]))
         for poller in self.pollers:
             poller.start()
         config = uvicorn.Config(
