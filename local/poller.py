@@ -12,6 +12,7 @@ from typing import Any
 
 log = logging.getLogger("jsync.local")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+_MIN_PAUSE, _MAX_PAUSE = 0.02, 0.5
 
 
 @dataclass
@@ -52,7 +53,7 @@ class Poller:
         # Failed messages wait out their backoff invisible; on stop they are made visible so they get saved.
         self._backing_off: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
-        self.idle = threading.Event()
+        self.busy = threading.Event()  # set while a batch is in the handler
 
     def start(self) -> None:
         self._thread.start()
@@ -69,24 +70,29 @@ class Poller:
         self._backing_off.clear()
 
     def _run(self) -> None:
+        # Short polls, with a pause that grows while the queue stays empty (20 ms up to 0.5 s): a long poll
+        # would hold the shared receive lock and keep the other writers waiting.
+        pause = _MIN_PAUSE
         while not self._stop.is_set():
             try:
-                handled = self.poll_once(wait_seconds=1)
+                handled = self.poll_once(wait_seconds=0)
             except Exception:
                 log.exception("%s: receive failed; retrying", self.name)
-                handled = 0
-                time.sleep(1)
-            if handled == 0:
-                self.idle.set()
-            else:
-                self.idle.clear()
+                handled, pause = 0, 1.0
+            pause = _MIN_PAUSE if handled else min(pause * 2, _MAX_PAUSE)
+            if not handled:
+                self._stop.wait(pause)
 
     def poll_once(self, wait_seconds: int = 0) -> int:
         with self._receive_lock:
             messages = self._receive(wait_seconds)
         if not messages:
             return 0
-        return self._handle(messages)
+        self.busy.set()
+        try:
+            return self._handle(messages)
+        finally:
+            self.busy.clear()
 
     def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
         return self.sqs.receive_message(

@@ -165,7 +165,8 @@ class LocalStack:
                     AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
                 )["Attributes"]
                 busy += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-            if busy == 0 and all(p.idle.is_set() for p in self.pollers):
+            # Received messages count as in flight, so empty queues and no handler running means done.
+            if busy == 0 and not any(p.busy.is_set() for p in self.pollers):
                 return
             time.sleep(0.05)
         raise TimeoutError("the local pipeline did not drain in time")
