@@ -13,7 +13,6 @@ import os
 import queue
 import random
 import re
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import boto3
 from dulwich.repo import Repo
 
 from bench.repos import issue_id, issue_key, webhook
-from local.stack import free_port
+from local.stack import free_port, stop_process
 from pipeline.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,13 +121,7 @@ class StackProcess:
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(90)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        stop_process(self._proc, grace=90)  # SIGTERM: the stack saves its state before exiting
         self._proc = None
 
     def aws(self, service: str) -> Any:

@@ -262,13 +262,9 @@ class GitServerProcess(_Urls):
     def stop(self) -> None:
         if self._proc is None:
             return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(10)
+        from local.stack import stop_process  # here, not at import: the server's own process never needs it
+
+        stop_process(self._proc, grace=10)
         if self._proc.stdout:
             self._proc.stdout.close()
         self._proc = None

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 from dulwich.repo import Repo
@@ -54,12 +55,19 @@ class MotoProcess:
         raise RuntimeError("moto did not start within 30 s")
 
     def stop(self) -> None:
-        if self._proc and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        if self._proc is not None:
+            stop_process(self._proc, grace=10)
+
+
+def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `grace` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def free_port() -> int:
