@@ -23,7 +23,7 @@ from pipeline.snapshot import (
     issue_key,
     order_of,
 )
-from pipeline.store import Store, StoreConflict, latest_key, snapshot_key
+from pipeline.store import Store, StoreConflict, changelog_marker_key, latest_key, snapshot_key
 
 _MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a change would not fit in SQS
 _CAS_ATTEMPTS = 20
@@ -57,6 +57,8 @@ def capture(
         return Captured(queued.event_id, None, None, advanced=False)
 
     issue_id = event.issue_id
+    if _captured_elsewhere(event, queued, store):
+        return Captured(queued.event_id, issue_id, None, advanced=False)
     order = order_of(event, queued.event_id)
     for _ in range(_CAS_ATTEMPTS):
         current = store.latest(issue_id)
@@ -87,6 +89,20 @@ def capture(
         update_indexes(store, issue_id, new_state)
         return captured
     raise StoreConflict(latest_key(issue_id))
+
+
+def _captured_elsewhere(event: WebhookEvent, queued: QueuedEvent, store: Store) -> bool:
+    """True if this change is already captured under another event id: a webhook that reconcile fed first, or
+    the other way round. The first to claim the changelog entry keeps it; a retry of that same event goes on."""
+    if event.event_name == "jira:issue_created":
+        entry = "created"
+    elif event.changelog_id > 0:
+        entry = str(event.changelog_id)
+    else:
+        return False
+    marker = {"event_id": queued.event_id, "source": queued.source}
+    holder = store.claim(changelog_marker_key(str(event.issue_id), entry), marker)
+    return bool(holder.get("event_id") != queued.event_id)
 
 
 def _advancing_order(state: dict[str, Any] | None, event: WebhookEvent, order: Order) -> Order | None:

@@ -78,6 +78,31 @@ def version_key(issue_id: str, version: str) -> str:
     return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{_check(_VERSION, version, 'version')}.json"
 
 
+def changelog_marker_key(issue_id: str, entry: str) -> str:
+    """Which of an issue's changelog entries (by id, or `created`) are captured, whichever source brought them."""
+    if entry != "created" and not entry.isdigit():
+        raise ValueError(f"changelog entry {entry!r} is not safe in an S3 key")
+    return f"{changelog_prefix(issue_id)}{entry}.json"
+
+
+def changelog_prefix(issue_id: str) -> str:
+    return f"index/changelogs/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
+
+
+JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SYNC_CURSOR = "sync/cursor.json"
+PENDING_PREFIX = "sync/pending/"
+
+
+def job_key(job_id: str) -> str:
+    return f"sync/jobs/{_check(JOB_ID_PATTERN, job_id, 'job id')}.json"
+
+
+def pending_key(issue_id: str) -> str:
+    """An issue to reconcile on the next run, whatever its `updated` says (a refused webhook, a failed read)."""
+    return f"{PENDING_PREFIX}{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
+
+
 _COMMITTED_TIP = "gitstate/_tip.json"  # the branch tip the per-issue records describe
 
 
@@ -163,6 +188,31 @@ class Store:
         for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
             folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
         return folders
+
+    def claim(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
+        """Write `data` unless the key exists; either way return what the key holds now (the first claim wins)."""
+        try:
+            self.write_json(key, data, None)
+        except StoreConflict:
+            found = self.read_json(key)
+            if found is not None:
+                return found.data
+            self.put_json(key, data)  # deleted in between: nobody holds it, so we may
+        return data
+
+    def recorded_entries(self, issue_id: str) -> set[str]:
+        """The changelog ids (and `created`) captured for an issue, by webhook or reconcile."""
+        prefix = changelog_prefix(issue_id)
+        entries: set[str] = set()
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            entries |= {item["Key"][len(prefix) :].removesuffix(".json") for item in page.get("Contents", [])}
+        return entries
+
+    def all_keys(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            keys += [item["Key"] for item in page.get("Contents", [])]
+        return keys
 
     def latest(self, issue_id: str) -> Versioned | None:
         return self.read_json(latest_key(issue_id))
