@@ -22,11 +22,13 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 SEARCH_PATH = "/rest/api/3/search/jql"  # the old /rest/api/3/search answers 410 since 2025
-ISSUE_PATH = "/rest/api/3/issue/{}"
+COUNT_PATH = "/rest/api/3/search/approximate-count"
+ISSUE_PATH = "/rest/api/{}/issue/{}"
 CHANGELOG_PATH = "/rest/api/3/issue/{}/changelog"
 BULK_CHANGELOG_PATH = "/rest/api/3/changelog/bulkfetch"
 
 RETRYABLE = frozenset({429, 503})
+LOOKUP_KINDS = frozenset({"status", "priority", "project", "issuetype", "resolution", "user"})
 CENSUS_PAGE = 5000  # search/jql's largest page, allowed only when asking for ids alone
 CHANGELOG_PAGE = 100  # the per-issue changelog's largest page
 BULK_IDS_PER_CALL = 1000  # changelog/bulkfetch refuses more issues than this in one call
@@ -117,19 +119,63 @@ class JiraClient:
         """Every issue the (bounded) JQL matches, page by page with `nextPageToken`, as Jira returns them."""
         token: str | None = None
         while True:
-            body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
-            if token:
-                body["nextPageToken"] = token
-            page = self._json("POST", SEARCH_PATH, body=body)
-            yield from page.get("issues") or []
-            token = page.get("nextPageToken")
-            if page.get("isLast") or not token:
+            issues, token = self.search_page(jql, fields, page_size, token)
+            yield from issues
+            if not token:
                 return
 
-    def issue(self, id_or_key: str, fields: list[str] | None = None) -> dict[str, Any]:
-        """One issue; raises IssueGone on 404 and IssueHidden on 403. An old key resolves to the moved issue."""
+    def search_page(
+        self, jql: str, fields: list[str], page_size: int = 100, token: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of a (bounded) JQL search and the token of the next, None after the last.
+
+        A job that may be cut short keeps the token (valid for days) and carries on from it.
+        """
+        body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
+        if token:
+            body["nextPageToken"] = token
+        page = self._json("POST", SEARCH_PATH, body=body)
+        following = page.get("nextPageToken")
+        done = page.get("isLast") or not following
+        return list(page.get("issues") or []), None if done else str(following)
+
+    def approximate_count(self, jql: str) -> int | None:
+        """Roughly how many issues match, for a progress bar; None when Jira will not say."""
+        try:
+            count = self._json("POST", COUNT_PATH, body={"jql": jql}).get("count")
+        except JiraRateLimited:
+            raise
+        except JiraError:
+            return None
+        return count if isinstance(count, int) else None
+
+    def issue(self, id_or_key: str, fields: list[str] | None = None, api: int = 3) -> dict[str, Any]:
+        """One issue; raises IssueGone on 404 and IssueHidden on 403. An old key resolves to the moved issue.
+
+        `api=2` gives the shape webhooks carry (rich text as wiki markup, `/rest/api/2/` links); 3 gives ADF.
+        """
         query = {"fields": ",".join(fields)} if fields is not None else None
-        return self._json("GET", ISSUE_PATH.format(_segment(id_or_key)), query=query, issue=True)
+        return self._json("GET", ISSUE_PATH.format(api, _segment(id_or_key)), query=query, issue=True)
+
+    def lookup(self, kind: str, ident: str) -> dict[str, Any] | None:
+        """A status, priority, project, issue type, resolution or user (by accountId) as REST v2 shows it.
+
+        None when Jira has no such thing or will not show it: a rebuilt old state then keeps what the changelog says.
+        """
+        if kind not in LOOKUP_KINDS:
+            raise ValueError(f"cannot look up {kind!r}; one of {sorted(LOOKUP_KINDS)}")
+        if kind == "user":
+            path, query = "/rest/api/2/user", {"accountId": str(ident)}
+        else:
+            path, query = f"/rest/api/2/{kind}/{_segment(ident)}", None
+        try:
+            return self._json("GET", path, query=query)
+        except JiraRateLimited:
+            raise
+        except JiraError as exc:
+            if exc.status in (400, 403, 404):
+                return None
+            raise
 
     def changelog(self, issue_id: str) -> list[dict[str, Any]]:
         """The issue's whole changelog, oldest first, from the paged endpoint (`expand=changelog` drops old entries)."""

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 from pipeline.messages import Change, QueuedEvent
 
 COMMITS_GROUP = "commits"  # one group: the committer never runs twice at once
+SYNC_GROUP = "reconcile"  # one group: one reconcile job runs at a time
 
 
 class Queues:
     """Sends to the events and commits queues, resolving their URLs once."""
 
-    def __init__(self, sqs: Any, events_queue: str, commits_queue: str) -> None:
+    def __init__(self, sqs: Any, events_queue: str, commits_queue: str, sync_queue: str | None = None) -> None:
         self.sqs = sqs
         self._names = {"events": events_queue, "commits": commits_queue}
+        if sync_queue:
+            self._names["sync"] = sync_queue
         self._urls: dict[str, str] = {}
 
     def url(self, which: str) -> str:
@@ -37,6 +41,16 @@ class Queues:
             MessageBody=change.to_json(),
             MessageGroupId=COMMITS_GROUP,
             MessageDeduplicationId=change_dedup_id(change),
+        )
+
+    def send_sync(self, message: dict[str, Any]) -> None:
+        """A reconcile job to start or continue; the body (job id and step) is its own deduplication id."""
+        body = json.dumps(message, sort_keys=True, separators=(",", ":"))
+        self.sqs.send_message(
+            QueueUrl=self.url("sync"),
+            MessageBody=body,
+            MessageGroupId=SYNC_GROUP,
+            MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest(),
         )
 
 

@@ -38,7 +38,7 @@ def store() -> Store:
 @lru_cache(maxsize=1)
 def queues() -> Queues:
     settings = get_settings()
-    return Queues(aws("sqs"), settings.events_queue, settings.commits_queue)
+    return Queues(aws("sqs"), settings.events_queue, settings.commits_queue, settings.sync_queue)
 
 
 @lru_cache(maxsize=1)

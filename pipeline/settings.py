@@ -5,6 +5,7 @@ Stdlib only at import, so the ingest Lambda stays light.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ class Settings:
     bucket: str
     events_queue: str
     commits_queue: str
+    sync_queue: str
     region: str
     aws_endpoint_url: str | None
     git_remote: str
@@ -31,6 +33,7 @@ class Settings:
     home: Path
     port: int
     secrets: Secrets
+    sync_lookback_minutes: int = 30
 
     @property
     def webhook_secret(self) -> str | None:
@@ -53,12 +56,59 @@ class Settings:
         return self.secrets.get("git_token")
 
     @property
+    def jira_configured(self) -> bool:
+        """Whether reconcile has Jira credentials to use; says so without reading a secret."""
+        env = self.secrets.env
+        if env.get("JSYNC_JIRA_SECRET_NAME", "").strip():
+            return True
+        return all(env.get(name, "").strip() for name in ("JSYNC_JIRA_URL", "JSYNC_JIRA_EMAIL", "JSYNC_JIRA_TOKEN"))
+
+    def jira_credentials(self) -> JiraCredentials:
+        """Site URL, account email and API token: from the environment locally, one JSON secret deployed."""
+        env = self.secrets.env
+        if env.get("JSYNC_JIRA_SECRET_NAME", "").strip():
+            raw = self.secrets.get("jira") or ""
+            try:
+                data = json.loads(raw)
+            except ValueError:
+                raise SecretUnavailable(
+                    f"Secret {env['JSYNC_JIRA_SECRET_NAME']} (jira) is not JSON with url, email and token."
+                ) from None
+            values = {k: str(data.get(k) or "").strip() if isinstance(data, dict) else "" for k in _JIRA_FIELDS}
+            where = f"secret {env['JSYNC_JIRA_SECRET_NAME']}"
+        else:
+            values = {k: env.get(f"JSYNC_JIRA_{k.upper()}", "").strip() for k in _JIRA_FIELDS}
+            where = "JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL and JSYNC_JIRA_TOKEN"
+        missing = [k for k in _JIRA_FIELDS if not values[k]]
+        if missing:
+            raise SecretUnavailable(f"Jira credentials are incomplete ({', '.join(missing)} missing); set {where}.")
+        if not values["url"].startswith(("https://", "http://")):
+            raise SecretUnavailable("The Jira URL must start with https:// (your site, e.g. https://x.atlassian.net).")
+        return JiraCredentials(values["url"].rstrip("/"), values["email"], values["token"])
+
+    @property
     def events_dlq(self) -> str:
         return dead_letter_name(self.events_queue)
 
     @property
+    def sync_dlq(self) -> str:
+        return dead_letter_name(self.sync_queue)
+
+    @property
     def commits_dlq(self) -> str:
         return dead_letter_name(self.commits_queue)
+
+
+_JIRA_FIELDS = ("url", "email", "token")
+
+
+@dataclass(frozen=True)
+class JiraCredentials:
+    """Where reconcile reads Jira, and as whom; the token never appears in a repr."""
+
+    url: str
+    email: str
+    token: str = field(repr=False)
 
 
 def _split(raw: str | None, separators: str = ",\n") -> tuple[str, ...]:
@@ -78,6 +128,7 @@ _SECRETS = {
     "webhook_secret": ("JSYNC_WEBHOOK_SECRET", "JSYNC_WEBHOOK_SECRET_NAME"),
     "api_keys": ("JSYNC_API_KEYS", "JSYNC_API_KEYS_SECRET_NAME"),
     "git_token": ("JSYNC_GIT_TOKEN", "JSYNC_GIT_TOKEN_SECRET_NAME"),
+    "jira": ("JSYNC_JIRA_CREDENTIALS", "JSYNC_JIRA_SECRET_NAME"),  # deployed only: JSON {url, email, token}
 }
 
 
@@ -143,6 +194,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         bucket=e.get("JSYNC_BUCKET", f"jsync-{stage}"),
         events_queue=e.get("JSYNC_EVENTS_QUEUE", f"jsync-{stage}-events.fifo"),
         commits_queue=e.get("JSYNC_COMMITS_QUEUE", f"jsync-{stage}-commits.fifo"),
+        sync_queue=e.get("JSYNC_SYNC_QUEUE", f"jsync-{stage}-sync.fifo"),
         region=region,
         aws_endpoint_url=e.get("AWS_ENDPOINT_URL") or None,
         git_remote=e.get("JSYNC_GIT_REMOTE") or str(home / "remote.git"),
@@ -151,6 +203,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         home=home,
         port=int(e.get("JSYNC_PORT", "8000")),
         secrets=Secrets({k: v for k, v in e.items() if k.startswith("JSYNC_")}, region),
+        sync_lookback_minutes=int(e.get("JSYNC_SYNC_LOOKBACK_MINUTES", "30")),
     )
 
 
