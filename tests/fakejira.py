@@ -2,11 +2,12 @@
 
 `JiraModel(seed, ...)` holds issues with full changelogs; replaying an issue's changelog from its creation gives its
 current fields, and `webhooks()` gives, for every entry, the delivery Jira would have sent. `FakeJira(model)` serves
-that model over real HTTP on loopback (search/jql, issue, changelog, changelog/bulkfetch) with Basic auth, injected
-429/503s, 404 for deleted and 403 for hidden issues, and a log of every request.
+that model over real HTTP on loopback (search/jql, search/approximate-count, issue, changelog, changelog/bulkfetch,
+and the status, priority, project, issuetype, resolution and user resources) with Basic auth, injected 429/503s, 404
+for deleted and 403 for hidden issues, and a log of every request.
 
-Issue `self` links and users follow the API version asked (`/rest/api/2/` in webhooks, 3 or 2 over REST), and REST v3
-gives the description as ADF where webhooks and v2 give the text, as Jira does.
+Issue `self` links and embedded objects follow the API version asked (`/rest/api/2/` in webhooks, 3 or 2 over REST),
+and REST v3 gives the description as ADF where webhooks and v2 give the text, as Jira does.
 """
 
 from __future__ import annotations
@@ -51,6 +52,14 @@ STATUSES = {
 }
 PRIORITIES = {"1": "Highest", "2": "High", "3": "Medium", "4": "Low", "5": "Lowest"}
 PROJECT_NAMES = {"OPS": "Operations", "PLAT": "Platform"}
+# id -> name, description, avatar id
+ISSUE_TYPES = {"10001": ("Task", "A small, distinct piece of work.", 10318)}
+# id -> name, description; no model issue is resolved, but Jira serves them all the same
+RESOLUTIONS = {
+    "10000": ("Done", "Work has been completed on this issue."),
+    "10001": ("Won't Do", "This issue won't be actioned."),
+    "10002": ("Duplicate", "The problem is a duplicate of an existing issue."),
+}
 _VERBS = ("Rotate", "Upgrade", "Document", "Fix", "Migrate", "Audit", "Retire", "Tune", "Replace", "Review")
 _NOUNS = ("certificates", "the load balancer", "backups", "DNS records", "the CI cache", "alerts", "the VPN", "quotas")
 _LABELS = ("security", "tls", "infra", "oncall", "debt", "customer", "perf")
@@ -60,6 +69,7 @@ _EXPAND = "renderedFields,names,schema,operations,editmeta,changelog,versionedRe
 _UNBOUNDED = "Unbounded JQL queries are not allowed here. Please add a search restriction to your query."
 _NOT_FOUND = "Issue does not exist or you do not have permission to see it."
 _FORBIDDEN = "You do not have the permission to see the specified issue."
+_RESOURCE_PATH = r"/rest/api/([23])/(status|priority|project|issuetype|resolution)/([^/]+)"
 _GONE = "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."
 
 
@@ -395,8 +405,12 @@ class JiraModel:
         return PROJECT_NAMES.get(key, key.title())
 
     def _user(self, account_id: str | None, api: int) -> dict[str, Any] | None:
-        if account_id is None:
-            return None
+        return None if account_id is None else self.render_user(account_id, api)
+
+    # One helper per embedded object, shared by render_issue and the fake's GET /<kind>/<id>, so what a lookup
+    # returns is exactly what issues embed (plus the keys only the full resource has).
+
+    def render_user(self, account_id: str, api: int) -> dict[str, Any]:
         _, name, zone = next(u for u in USERS if u[0] == account_id)
         avatar = _AVATAR.format(hashlib.md5(account_id.encode()).hexdigest())
         return {
@@ -409,6 +423,118 @@ class JiraModel:
             "accountType": "atlassian",
         }
 
+    def render_status(self, status_id: str, api: int) -> dict[str, Any]:
+        site = self.site
+        name, category_id, category_key, colour, category_name = STATUSES[status_id]
+        return {
+            "self": f"{site}/rest/api/{api}/status/{status_id}",
+            "description": "",
+            "iconUrl": f"{site}/images/icons/statuses/generic.png",
+            "name": name,
+            "id": status_id,
+            "statusCategory": {
+                "self": f"{site}/rest/api/{api}/statuscategory/{category_id}",
+                "id": category_id,
+                "key": category_key,
+                "colorName": colour,
+                "name": category_name,
+            },
+        }
+
+    def render_priority(self, priority_id: str, api: int) -> dict[str, Any]:
+        return {
+            "self": f"{self.site}/rest/api/{api}/priority/{priority_id}",
+            "iconUrl": f"{self.site}/images/icons/priorities/{PRIORITIES[priority_id].lower()}.svg",
+            "name": PRIORITIES[priority_id],
+            "id": priority_id,
+        }
+
+    def render_project(self, key: str, api: int) -> dict[str, Any]:
+        project_id = self._project_id(key)
+        # Jira's avatar links say /rest/api/2/ whichever version was asked.
+        avatar = f"{self.site}/rest/api/2/universal_avatar/view/type/project/avatar/{10411 + self.projects.index(key)}"
+        return {
+            "self": f"{self.site}/rest/api/{api}/project/{project_id}",
+            "id": project_id,
+            "key": key,
+            "name": self._project_name(key),
+            "projectTypeKey": "software",
+            "simplified": False,
+            "avatarUrls": {
+                "48x48": avatar,
+                "24x24": avatar + "?size=small",
+                "16x16": avatar + "?size=xsmall",
+                "32x32": avatar + "?size=medium",
+            },
+        }
+
+    def render_issuetype(self, type_id: str, api: int) -> dict[str, Any]:
+        name, description, avatar_id = ISSUE_TYPES[type_id]
+        return {
+            "self": f"{self.site}/rest/api/{api}/issuetype/{type_id}",
+            "id": type_id,
+            "description": description,
+            "iconUrl": f"{self.site}/rest/api/2/universal_avatar/view/type/issuetype/avatar/{avatar_id}?size=medium",
+            "name": name,
+            "subtask": False,
+            "avatarId": avatar_id,
+            "hierarchyLevel": 0,
+        }
+
+    def render_resolution(self, resolution_id: str, api: int) -> dict[str, Any]:
+        name, description = RESOLUTIONS[resolution_id]
+        return {
+            "self": f"{self.site}/rest/api/{api}/resolution/{resolution_id}",
+            "id": resolution_id,
+            "description": description,
+            "name": name,
+        }
+
+    def resource(self, kind: str, ident: str, api: int) -> dict[str, Any] | None:
+        """GET /rest/api/<api>/<kind>/<id> (user: by accountId) as Jira answers it: the embedded object plus the
+        keys only the full resource carries; None when there is no such thing."""
+        with self.lock:
+            if kind == "user":
+                if not any(u[0] == ident for u in USERS):
+                    return None
+                user = self.render_user(ident, api)
+                return {
+                    **user,
+                    "locale": "en_US" if str(user["timeZone"]).startswith("America/") else "en_GB",
+                    "groups": {"size": 2, "items": []},
+                    "applicationRoles": {"size": 1, "items": []},
+                    "expand": "groups,applicationRoles",
+                }
+            if kind == "status" and ident in STATUSES:
+                return {**self.render_status(ident, api), "untranslatedName": STATUSES[ident][0]}
+            if kind == "priority" and ident in PRIORITIES:
+                return {**self.render_priority(ident, api), "statusColor": "#2684ff", "description": ""}
+            if kind == "issuetype" and ident in ISSUE_TYPES:
+                return {**self.render_issuetype(ident, api), "untranslatedName": ISSUE_TYPES[ident][0]}
+            if kind == "resolution" and ident in RESOLUTIONS:
+                return self.render_resolution(ident, api)
+            if kind == "project":
+                # By id or key, as Jira allows.
+                key = next((p for p in self.projects if ident in (p, self._project_id(p))), None)
+                if key is None:
+                    return None
+                lead = self.render_user(USERS[self.projects.index(key) % len(USERS)][0], api)
+                return {
+                    "expand": "description,lead,issueTypes,url,projectKeys,permissions,insight",
+                    **self.render_project(key, api),
+                    "description": f"Work of the {self._project_name(key)} team.",
+                    "lead": lead,
+                    "components": [],
+                    "issueTypes": [self.render_issuetype(t, api) for t in ISSUE_TYPES],
+                    "assigneeType": "UNASSIGNED",
+                    "versions": [],
+                    "roles": {},
+                    "style": "classic",
+                    "isPrivate": False,
+                    "properties": {},
+                }
+            return None
+
     def render_history(self, history: ModelHistory, api: int) -> dict[str, Any]:
         return {
             "id": history.id,
@@ -419,7 +545,6 @@ class JiraModel:
 
     def render_issue(self, issue: ModelIssue, state: dict[str, Any], api: int, webhook: bool = False) -> dict[str, Any]:
         site, key = self.site, state["key"]
-        name, category_id, category_key, colour, category_name = STATUSES[state["status"]]
         description = state["description"]
         if api >= 3 and description is not None:
             description = {
@@ -428,44 +553,12 @@ class JiraModel:
                 "content": [{"type": "paragraph", "content": [{"type": "text", "text": description}]}],
             }
         fields: dict[str, Any] = {
-            "issuetype": {
-                "self": f"{site}/rest/api/{api}/issuetype/10001",
-                "id": "10001",
-                "description": "A small, distinct piece of work.",
-                "name": "Task",
-                "subtask": False,
-                "hierarchyLevel": 0,
-            },
-            "project": {
-                "self": f"{site}/rest/api/{api}/project/{self._project_id(state['project'])}",
-                "id": self._project_id(state["project"]),
-                "key": state["project"],
-                "name": self._project_name(state["project"]),
-                "projectTypeKey": "software",
-                "simplified": False,
-            },
+            "issuetype": self.render_issuetype("10001", api),
+            "project": self.render_project(state["project"], api),
             "summary": state["summary"],
             "description": description,
-            "status": {
-                "self": f"{site}/rest/api/{api}/status/{state['status']}",
-                "description": "",
-                "iconUrl": f"{site}/images/icons/statuses/generic.png",
-                "name": name,
-                "id": state["status"],
-                "statusCategory": {
-                    "self": f"{site}/rest/api/{api}/statuscategory/{category_id}",
-                    "id": category_id,
-                    "key": category_key,
-                    "colorName": colour,
-                    "name": category_name,
-                },
-            },
-            "priority": {
-                "self": f"{site}/rest/api/{api}/priority/{state['priority']}",
-                "iconUrl": f"{site}/images/icons/priorities/{PRIORITIES[state['priority']].lower()}.svg",
-                "name": PRIORITIES[state["priority"]],
-                "id": state["priority"],
-            },
+            "status": self.render_status(state["status"], api),
+            "priority": self.render_priority(state["priority"], api),
             "labels": list(state["labels"]),
             "assignee": self._user(state["assignee"], api),
             "reporter": self._user(issue.creator, api),
@@ -760,7 +853,9 @@ class FakeJira:
 
     def _route(self, method: str, path: str, query: dict[str, list[str]], body: Any) -> Any:
         if match := re.fullmatch(r"/rest/api/([23])/search/jql", path):
-            return self._search(method, query, body)
+            return self._search(method, int(match.group(1)), query, body)
+        if method == "POST" and re.fullmatch(r"/rest/api/([23])/search/approximate-count", path):
+            return self._count(body)
         if re.fullmatch(r"/rest/api/([23])/search", path):
             raise _Reply(410, _errors(_GONE))
         if method == "GET" and (match := re.fullmatch(r"/rest/api/([23])/issue/([^/]+)/changelog", path)):
@@ -769,6 +864,10 @@ class FakeJira:
             return self._issue(self._visible(unquote(match.group(2))), int(match.group(1)), query)
         if method == "POST" and path == "/rest/api/3/changelog/bulkfetch":
             return self._bulk_changelog(body)
+        if method == "GET" and (match := re.fullmatch(r"/rest/api/([23])/user", path)):
+            return self._resource("user", query.get("accountId", [""])[-1], int(match.group(1)))
+        if method == "GET" and (match := re.fullmatch(_RESOURCE_PATH, path)):
+            return self._resource(match.group(2), unquote(match.group(3)), int(match.group(1)))
         raise _Reply(404, _errors(f"The fake Jira does not serve {method} {path}."))
 
     def _visible(self, id_or_key: str) -> ModelIssue:
@@ -780,7 +879,7 @@ class FakeJira:
             raise _Reply(403, _errors(_FORBIDDEN))
         return issue
 
-    def _search(self, method: str, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
+    def _search(self, method: str, api: int, query: dict[str, list[str]], body: Any) -> dict[str, Any]:
         if method == "POST":
             params = body if isinstance(body, dict) else {}
             fields = params.get("fields")
@@ -800,11 +899,29 @@ class FakeJira:
         with self.model.lock:
             matching = parsed.sort([i for i in self.model.issues.values() if i.visible and parsed.matches(i)])
             page = matching[start : start + size]
-            issues = [_select(self.model.render_issue(i, i.state, 3), fields) for i in page]
+            issues = [_select(self.model.render_issue(i, i.state, api), fields) for i in page]
         result: dict[str, Any] = {"issues": issues, "isLast": start + size >= len(matching)}
         if not result["isLast"]:
             result["nextPageToken"] = _token(jql, start + size)
         return result
+
+    def _count(self, body: Any) -> dict[str, Any]:
+        jql = str((body if isinstance(body, dict) else {}).get("jql") or "")
+        try:
+            parsed = parse_jql(jql)
+        except JqlError as exc:
+            raise _Reply(400, _errors(str(exc))) from None
+        with self.model.lock:
+            return {"count": sum(1 for i in self.model.issues.values() if i.visible and parsed.matches(i))}
+
+    def _resource(self, kind: str, ident: str, api: int) -> dict[str, Any]:
+        if kind == "user" and not ident:
+            raise _Reply(400, _errors("The query parameter 'accountId' is required."))
+        found = self.model.resource(kind, ident, api)
+        if found is None:
+            what = "user" if kind == "user" else f"{kind} with id '{ident}'"
+            raise _Reply(404, _errors(f"The {what} does not exist or you do not have permission to see it."))
+        return found
 
     def _token_offset(self, token: Any, scope: str) -> int:
         if not token:

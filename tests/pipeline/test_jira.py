@@ -399,3 +399,65 @@ def test_replaying_the_changelog_from_creation_gives_current_fields(fake: FakeJi
             assert iso(webhook.timestamp_ms) == history["created"]
         # And the last one gives the issue as REST shows it now
         assert state == state_of(client.issue(issue_id))
+
+
+def test_fake_search_renders_the_api_version_of_its_path(model: JiraModel, fake: FakeJira) -> None:
+    query = "jql=project%20%3D%20OPS&fields=description,project,assignee&maxResults=50"
+    for api in (2, 3):
+        status, page = raw_get(fake, f"/rest/api/{api}/search/jql?{query}")
+        assert status == 200 and page["issues"]
+        for issue in page["issues"]:
+            assert issue == model.issue_json(issue["id"], api=api, fields=["description", "project", "assignee"])
+            assert f"/rest/api/{api}/" in issue["self"] and f"/rest/api/{api}/" in issue["fields"]["project"]["self"]
+    # Wiki text in v2, ADF in v3, as Jira does
+    described = next(i.id for i in model.visible_issues("OPS") if i.state["description"])
+    pages = {api: raw_get(fake, f"/rest/api/{api}/search/jql?{query}")[1]["issues"] for api in (2, 3)}
+    descriptions = {api: next(i for i in pages[api] if i["id"] == described)["fields"]["description"] for api in pages}
+    assert isinstance(descriptions[2], str) and descriptions[3]["type"] == "doc"
+
+
+def test_fake_resources_are_what_issues_embed_plus_what_only_the_resource_has(
+    model: JiraModel, fake: FakeJira, client: JiraClient
+) -> None:
+    issue = model.issue_json("10000", api=2)
+    embedded = {kind: issue["fields"][kind] for kind in ("status", "priority", "project", "issuetype")}
+    embedded["user"] = issue["fields"]["creator"]
+    idents = {kind: value["id"] for kind, value in embedded.items() if kind != "user"}
+    idents["user"] = embedded["user"]["accountId"]
+    extra = {
+        "user": {"locale", "groups", "applicationRoles", "expand"},
+        "status": {"untranslatedName"},
+        "priority": {"statusColor", "description"},
+        "project": {"expand", "description", "lead", "components", "issueTypes", "versions", "roles", "style"},
+        "issuetype": {"untranslatedName"},
+    }
+    for kind, ident in idents.items():
+        found = client.lookup(kind, ident)
+        # Every embedded key with the embedded value, and the resource's own keys besides
+        assert found is not None and {k: found[k] for k in embedded[kind]} == embedded[kind], kind
+        assert extra[kind] <= set(found) - set(embedded[kind]), kind
+    assert client.lookup("project", model.issues["10000"].project) == client.lookup("project", idents["project"])
+    assert client.lookup("resolution", "10000") == {
+        "self": f"{model.site}/rest/api/2/resolution/10000",
+        "id": "10000",
+        "description": "Work has been completed on this issue.",
+        "name": "Done",
+    }
+    status, v3 = raw_get(fake, "/rest/api/3/status/3")
+    assert status == 200 and v3["self"].endswith("/rest/api/3/status/3")
+    for kind, ident in (("status", "999"), ("priority", "0"), ("project", "NOPE"), ("user", "712020:nobody")):
+        assert client.lookup(kind, ident) is None
+    assert raw_get(fake, "/rest/api/2/status/999")[0] == 404
+    assert raw_get(fake, "/rest/api/2/user")[0] == 400
+
+
+def test_fake_approximate_count(model: JiraModel, fake: FakeJira, client: JiraClient) -> None:
+    ops = model.visible_issues("OPS")
+    model.delete(ops[0].id)
+    assert client.approximate_count("project = OPS") == len(ops) - 1
+    cut = sorted(i.updated_ms for i in model.issues.values())[5]
+    expected = sum(1 for i in model.visible_issues() if i.updated_ms >= cut)
+    assert client.approximate_count(f"updated >= {cut}") == expected
+    # Unbounded JQL is refused as search refuses it; the client reads that as "no estimate"
+    assert client.approximate_count("ORDER BY updated") is None
+    assert fake.requests[-1].status == 400 and fake.requests[-1].path == "/rest/api/3/search/approximate-count"
