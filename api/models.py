@@ -119,19 +119,62 @@ class Snapshot(BaseModel):
 
 
 class SyncRequest(BaseModel):
-    project: str | None = Field(default=None, examples=["OPS"])
-    since: str | None = Field(default=None, description="ISO-8601", examples=["2026-11-01T00:00:00Z"])
+    model_config = ConfigDict(extra="forbid")
+
+    project: str | None = Field(
+        default=None,
+        description="Reconcile one project (its key); null for every project Jira shows and JSync holds.",
+        examples=["OPS"],
+        max_length=255,
+    )
+    since: str | None = Field(
+        default=None,
+        description="ISO-8601 with a time zone: reconcile issues updated since then. Null: since the last "
+        "successful run (minus a lookback), or everything on the first run.",
+        examples=["2026-11-01T00:00:00Z"],
+        max_length=64,
+    )
 
 
 class SyncAccepted(BaseModel):
-    job_id: str
+    job_id: str = Field(examples=["sync-20261125T101500Z-1a2b3c4d"])
+    state: str = Field(examples=["queued"])
+
+
+class SyncIssue(BaseModel):
+    id: str
+    key: str | None
+
+
+class SyncIssueError(BaseModel):
+    issue_id: str | None
+    status: int = Field(description="Jira's HTTP status (0: not reached).")
+    message: str
 
 
 class SyncJob(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    """A reconcile job's state and progress; counts grow while it runs."""
 
     job_id: str
-    state: str
+    state: str = Field(description="queued, running, succeeded, finished_with_errors or failed.")
+    trigger: str = Field(description="api or schedule.")
+    project: str | None
+    since: str | None
+    phase: str = Field(description="queued, pending, search, census or done.")
+    requested_at: str
+    started_at: str | None
+    finished_at: str | None
+    elapsed_seconds: float | None
+    pages_scanned: int
+    issues_scanned: int
+    issues_estimated: int | None = Field(description="Jira's approximate count of issues to scan, when known.")
+    issues_changed: int = Field(description="Issues for which changes were fed.")
+    changes_fed: int = Field(description="Changes put on the events queue, each captured like a webhook.")
+    deletes_found: int
+    deleted: list[SyncIssue] = Field(description="Issues Jira answers 404 for: recorded as deleted.")
+    not_visible: list[SyncIssue] = Field(description="Issues Jira answers 403 for: left untouched.")
+    errors: list[SyncIssueError]
+    message: str | None = Field(description="Why the job failed, or what it waits for.")
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -142,7 +185,6 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         401: "`X-API-Key` is missing or wrong.",
         404: "Nothing captured under that name.",
         410: "The issue was deleted in Jira; `detail` says when and by whom.",
-        501: "Not built yet.",
         503: "A dependency is unavailable.",
     }
     return {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, replace
 
@@ -13,7 +14,7 @@ from pipeline.payload import event_id_for, file_extension, media_type, message_g
 from pipeline.queues import Queues
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES, MAX_WEBHOOK_BYTES, Settings
 from pipeline.signature import verify
-from pipeline.store import Store, raw_key
+from pipeline.store import Store, pending_key, raw_key
 
 
 @dataclass(frozen=True)
@@ -27,35 +28,69 @@ class Accepted:
 
 def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Queues, store: Store) -> Accepted:
     """Validate and enqueue one delivery; raises WebhookRejected with the status Jira should see."""
+    _check_signature(body, headers, settings)
     if len(body) > MAX_WEBHOOK_BYTES:
-        raise WebhookRejected(
-            413, "body_too_large", f"Body is {len(body)} bytes; the limit is {MAX_WEBHOOK_BYTES} bytes."
-        )
-    if settings.webhook_secrets:
-        try:
-            verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
-        except WebhookRejected:
-            # The secret may have been rotated since this instance read it: read it again (rate-limited).
-            if not settings.secrets.refresh("webhook_secret"):
-                raise
-            verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
+        raise _too_large(body, store)
     content_type = headers.get("content-type", "")
     received_ms = int(time.time() * 1000)
     event = parse_event(body, content_type, received_ms, full=False)
     event_id = event_id_for(headers.get("x-atlassian-webhook-identifier"), body)
     key = raw_key(event_id, received_ms, file_extension(content_type))
     queued = QueuedEvent(event_id, received_ms, media_type(content_type), key, body)
-    # Measure the message SQS receives: JSON escaping can make it far larger than the body.
-    if len(queued.to_json().encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
-        queued = replace(queued, body=None)
-        try:
-            store.put_raw(key, body, media_type(content_type))
-        except (BotoCoreError, ClientError):
-            raise WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.") from None
     try:
-        queues.send_event(queued, message_group(event))
+        enqueue(queued, message_group(event), queues, store)
+    except StorageUnavailable:
+        raise WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.") from None
     except (BotoCoreError, ClientError):
         raise WebhookRejected(
             503, "queue_unavailable", "The events queue is unavailable; retry the delivery."
         ) from None
     return Accepted(event_id, event.issue_key)
+
+
+def _check_signature(body: bytes, headers: dict[str, str], settings: Settings) -> None:
+    if not settings.webhook_secrets:
+        return
+    try:
+        verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
+    except WebhookRejected:
+        # The secret may have been rotated since this instance read it: read it again (rate-limited).
+        if not settings.secrets.refresh("webhook_secret"):
+            raise
+        verify(settings.webhook_secrets, body, headers.get("x-hub-signature"))
+
+
+# Jira's issue object starts with its id; a body too big to parse is scanned this far for it.
+_ISSUE_ID_IN_PREFIX = re.compile(rb'"issue"\s*:\s*\{\s*"id"\s*:\s*"?([0-9]{1,20})"?')
+_SCAN_BYTES = 64 * 1024
+
+
+def _too_large(body: bytes, store: Store) -> WebhookRejected:
+    """413, after noting the issue for the next reconcile run, which reads it from Jira's REST API instead."""
+    detail = f"Body is {len(body)} bytes; the limit is {MAX_WEBHOOK_BYTES} bytes."
+    found = _ISSUE_ID_IN_PREFIX.search(body[:_SCAN_BYTES])
+    if not found:
+        return WebhookRejected(413, "body_too_large", detail)
+    issue_id = found.group(1).decode()
+    try:
+        store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": "webhook_too_large", "bytes": len(body)})
+    except (BotoCoreError, ClientError):
+        # Jira does not retry a 413, so the note must be kept: a 503 makes it try again.
+        return WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.")
+    return WebhookRejected(413, "body_too_large", f"{detail} Issue {issue_id} is queued for the next reconcile.")
+
+
+class StorageUnavailable(Exception):
+    """S3 refused the raw copy of a body too big to travel in the message."""
+
+
+def enqueue(queued: QueuedEvent, group: str, queues: Queues, store: Store) -> None:
+    """Put one event on the events queue, by reference to its raw S3 copy when it is too big for a message."""
+    # Measure the message SQS receives: JSON escaping can make it far larger than the body.
+    if queued.body is not None and len(queued.to_json().encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
+        try:
+            store.put_raw(queued.raw_key, queued.body, queued.content_type)
+        except (BotoCoreError, ClientError):
+            raise StorageUnavailable(queued.raw_key) from None
+        queued = replace(queued, body=None)
+    queues.send_event(queued, group)

@@ -1,27 +1,86 @@
-"""Reconcile with Jira's REST API: in the schema now, built in issue #7."""
+"""Reconcile with Jira's REST API: start a job (the reconcile function runs it) and follow its progress."""
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Annotated, Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Path
+from fastapi.concurrency import run_in_threadpool
 
 from api.models import SyncAccepted, SyncJob, SyncRequest, errors
+from pipeline import jobs, services
 from pipeline.errors import JSyncError
+from pipeline.jira import project_clause
+from pipeline.settings import get_settings
+from pipeline.store import JOB_ID_PATTERN
 
 router = APIRouter(prefix="/sync", tags=["sync"])
-_NOT_YET = "Reconcile with Jira's REST API is not built yet; webhooks are captured as they arrive."
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN.pattern, max_length=64, examples=["sync-20261125T101500Z-1a2b3c4d"])]
+_NOT_CONFIGURED = (
+    "Reconcile has no Jira credentials: set JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL and JSYNC_JIRA_TOKEN locally, or create "
+    "the secret jsync/<stage>/jira (JSON with url, email and token) and deploy again."
+)
 
 
 @router.post(
-    "", status_code=202, response_model=SyncAccepted, responses=errors(400, 401, 501), summary="Start a reconcile"
+    "",
+    status_code=202,
+    response_model=SyncAccepted,
+    responses=errors(400, 401, 503),
+    summary="Start a reconcile against Jira's REST API",
 )
 async def start_sync(request: SyncRequest | None = None) -> Any:
-    raise JSyncError(501, "not_implemented", _NOT_YET)
+    request = request or SyncRequest()
+    project, since_ms = _project(request.project), _since(request.since)
+    if not get_settings().jira_configured:
+        raise JSyncError(503, "jira_not_configured", _NOT_CONFIGURED)
+    now = int(time.time() * 1000)
+    job = jobs.new_job(jobs.new_job_id(now), "api", project, since_ms, now)
+    return await run_in_threadpool(_enqueue, job)
 
 
 @router.get(
-    "/{job_id}", response_model=SyncJob, responses=errors(400, 401, 404, 501), summary="A reconcile job's progress"
+    "/{job_id}", response_model=SyncJob, responses=errors(400, 401, 404), summary="A reconcile job's state and progress"
 )
-async def get_sync(job_id: Annotated[str, Path(max_length=100)]) -> Any:
-    raise JSyncError(501, "not_implemented", _NOT_YET)
+async def get_sync(job_id: JobId) -> Any:
+    job = await run_in_threadpool(jobs.load, services.store(), job_id)
+    if job is None:
+        raise JSyncError(404, "job_not_found", f"No reconcile job {job_id}; POST /api/v1/sync starts one.")
+    return jobs.public(job)
+
+
+def _enqueue(job: dict[str, Any]) -> dict[str, str]:
+    try:
+        jobs.create(services.store(), job)
+        services.queues().send_sync({"job_id": job["job_id"], "step": 0})
+    except (BotoCoreError, ClientError):
+        raise JSyncError(503, "queue_unavailable", "The reconcile job could not be queued; try again.") from None
+    return {"job_id": job["job_id"], "state": job["state"]}
+
+
+def _project(value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        project_clause(value)
+    except ValueError:
+        raise JSyncError(
+            400, "invalid_project", "project must be a Jira project key: uppercase letters, digits and _."
+        ) from None
+    return value
+
+
+def _since(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise JSyncError(400, "invalid_since", f"since {value!r} is not an ISO-8601 time.") from None
+    if moment.tzinfo is None:
+        # Jira reads bare dates in the caller's own zone; refusing them avoids a silent hours-wide gap.
+        raise JSyncError(400, "invalid_since", "since needs a time zone, e.g. 2026-11-01T00:00:00Z.")
+    return int(moment.timestamp() * 1000)

@@ -391,11 +391,12 @@ def test_a_cursor_from_another_listing_is_400(story: Pipeline, call: Call) -> No
     assert_error(call("/api/v1/issues/OPS-18/history", {"cursor": history_cursor}), 400, "invalid_cursor")
 
 
-def test_sync_is_501_json(story: Pipeline, call: Call) -> None:
+def test_sync_without_jira_credentials_is_a_clear_503(story: Pipeline, call: Call) -> None:
     body = json.dumps({"project": "OPS", "since": None})
     answer = call("/api/v1/sync", method="POST", body=body, headers={"content-type": "application/json"})
-    assert_error(answer, 501, "not_implemented")
-    assert_error(call("/api/v1/sync/job-1"), 501, "not_implemented")
+    assert_error(answer, 503, "jira_not_configured")
+    assert "JSYNC_JIRA_URL" in answer.json()["detail"]
+    assert_error(call("/api/v1/sync/job-1"), 404, "job_not_found")
 
 
 def test_api_keys(story: Pipeline, call: Call, monkeypatch: pytest.MonkeyPatch) -> None:

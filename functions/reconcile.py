@@ -1,0 +1,90 @@
+"""SQS batch from the sync queue (one message: a reconcile job to start or continue) -> run it until it ends or the
+Lambda's time is nearly up -> queue the next step. EventBridge's schedule puts `{"scheduled": true}` on the queue."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from pipeline import jobs, services
+from pipeline.intake import enqueue
+from pipeline.jira import JiraClient, JiraRateLimited
+from pipeline.reconcile import Reconciler
+from pipeline.settings import SecretUnavailable, get_settings
+
+logger = Logger(service="jsync-reconcile")
+_MARGIN_SECONDS = 60  # left for saving progress and queueing the next step before Lambda stops us
+_LOCAL_BUDGET_SECONDS = 600  # the local stack has no deadline; steps stay Lambda-sized anyway
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    failures: list[dict[str, str]] = []
+    for record in event.get("Records", []):
+        if failures:  # FIFO: nothing after a failed message may run before it
+            failures.append({"itemIdentifier": record["messageId"]})
+            continue
+        try:
+            run_step(record, context)
+        except Exception:
+            logger.exception("reconcile step failed; it is retried from its saved progress")
+            failures.append({"itemIdentifier": record["messageId"]})
+    return {"batchItemFailures": failures}
+
+
+def run_step(record: dict[str, Any], context: Any) -> None:
+    message = json.loads(record["body"])
+    settings, store = get_settings(), services.store()
+    now = int(time.time() * 1000)
+    if message.get("scheduled"):
+        # The message id survives redelivery, so a retried schedule resumes its job rather than starting another.
+        job_id = "scheduled-" + "".join(c for c in record["messageId"] if c.isalnum() or c == "-")[:50]
+        job = jobs.create(store, jobs.new_job(job_id, "schedule", None, None, now))
+    else:
+        job = jobs.load(store, str(message.get("job_id")))
+        if job is None:
+            logger.warning("no such reconcile job", extra={"job_id": message.get("job_id")})
+            return
+        if int(message.get("step") or 0) < int(job.get("step") or 0):
+            return  # a duplicate of a step already continued elsewhere
+    try:
+        credentials = settings.jira_credentials()
+    except SecretUnavailable as missing:
+        job.update(state="failed", phase="done", finished_at=jobs.iso(now), message=str(missing))
+        jobs.save(store, job)
+        return
+    jira = JiraClient(credentials.url, credentials.email, credentials.token)
+    budget = context.get_remaining_time_in_millis() / 1000 - _MARGIN_SECONDS if context else _LOCAL_BUDGET_SECONDS
+    deadline = time.monotonic() + budget
+    queues = services.queues()
+    reconciler = Reconciler(
+        store,
+        jira,
+        lambda queued, group: enqueue(queued, group, queues, store),
+        lambda: int(time.time() * 1000),
+        settings.sync_lookback_minutes,
+    )
+    try:
+        done = reconciler.run(job, lambda: time.monotonic() > deadline)
+    except JiraRateLimited as limited:
+        logger.warning("Jira rate limit outlasted our retries", extra={"job_id": job["job_id"]})
+        _retry_later(record, limited.retry_after)
+        raise
+    logger.info("reconcile step", extra={k: job[k] for k in ("job_id", "state", "phase", "changes_fed")})
+    if not done:
+        job["step"] = int(job.get("step") or 0) + 1
+        jobs.save(store, job)
+        queues.send_sync({"job_id": job["job_id"], "step": job["step"]})
+
+
+def _retry_later(record: dict[str, Any], seconds: float | None) -> None:
+    """Come back when Jira said to, not after the queue's long visibility timeout."""
+    receipt, source = record.get("receiptHandle"), record.get("eventSourceARN", "")
+    if not receipt or not source:
+        return
+    name = source.rsplit(":", 1)[-1]
+    sqs = services.aws("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=int(max(30, seconds or 60)))

@@ -1,0 +1,336 @@
+"""Reconcile: read Jira's REST API and feed every change JSync lacks through the events queue, as a webhook would.
+
+A job runs in steps (a Lambda lives 15 minutes): issues noted as pending (a refused webhook, an earlier failure),
+then every issue updated since the cursor, then a census of each project's ids to find deletions. Progress is saved
+after each unit of work, so a step cut short resumes from its last page; feeding a change twice is harmless, because
+the writer keeps one capture per changelog entry whichever source brought it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pipeline import jobs
+from pipeline.jira import IssueGone, IssueHidden, JiraClient, JiraError, JiraRateLimited, project_clause
+from pipeline.messages import QueuedEvent
+from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
+from pipeline.snapshot import Order, issue_document
+from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, project_prefix, raw_key
+
+log = logging.getLogger(__name__)
+
+SEARCH_PAGE = 100
+PENDING_BATCH = 25
+_MAX_REPORTED = 200  # errors, deletions and hidden issues listed in a job; the counts stay exact
+_SEARCH_FIELDS = ["key", "updated", "project"]
+
+
+class JobFailed(Exception):
+    """The job cannot go on (bad credentials, a refused search); the message says what to fix."""
+
+
+@dataclass
+class Reconciler:
+    """Compares Jira with what JSync holds and feeds what is missing; one per step of a job."""
+
+    store: Store
+    jira: JiraClient
+    send: Callable[[QueuedEvent, str], None]  # (event, message group): onto the events queue
+    now_ms: Callable[[], int]
+    lookback_minutes: int = 30
+    lookup: Lookup = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.lookup = Lookup(self.jira.lookup)
+
+    # --- the job ----------------------------------------------------------------------------------
+
+    def run(self, job: dict[str, Any], out_of_time: Callable[[], bool]) -> bool:
+        """Advance the job until it ends (True) or time runs out (False: carry on in another step)."""
+        if job["state"] in jobs.TERMINAL:
+            return True
+        if job["state"] == "queued":
+            self._start(job)
+        steps = {"pending": self._pending_step, "search": self._search_step, "census": self._census_step}
+        try:
+            while job["phase"] != "done":
+                steps[job["phase"]](job)
+                jobs.save(self.store, job)
+                # Checked after a unit of work, so even a step started late makes progress.
+                if job["phase"] != "done" and out_of_time():
+                    return False
+        except JobFailed as failed:
+            self._finish(job, failed=str(failed))
+            return True
+        except JiraRateLimited as limited:
+            job["message"] = f"Jira is rate limiting; the job resumes where it stopped. {limited.message}"
+            jobs.save(self.store, job)
+            raise
+        self._finish(job)
+        return True
+
+    def _start(self, job: dict[str, Any]) -> None:
+        now = self.now_ms()
+        bound = job.get("since_ms")
+        if bound is None:
+            cursor = self._cursor()
+            known = [cursor.get("*"), cursor.get(job["project"]) if job["project"] else None]
+            last = max((c for c in known if isinstance(c, int)), default=None)
+            # The lookback re-reads a margin: search is eventually consistent and webhooks arrive up to 30 min late.
+            bound = None if last is None else max(0, last - self.lookback_minutes * 60_000)
+        clauses = [project_clause(job["project"])] if job["project"] else []
+        # An unquoted number is epoch ms: exact, in no time zone (a quoted date is minutes in the caller's zone).
+        clauses.append(f"updated >= {bound or 0}")
+        job.update(state="running", phase="pending", started_at=jobs.iso(now), message=None)
+        job["resume"] = {"started_ms": now, "jql": " AND ".join(clauses) + " ORDER BY id ASC", "token": None}
+        jobs.save(self.store, job)
+
+    def _finish(self, job: dict[str, Any], failed: str | None = None) -> None:
+        now = self.now_ms()
+        started = job["resume"].get("started_ms", now)
+        job.update(phase="done", finished_at=jobs.iso(now), elapsed_seconds=round((now - started) / 1000, 3))
+        if failed:
+            job.update(state="failed", message=failed)
+        else:
+            job["state"] = "finished_with_errors" if job["errors"] else "succeeded"
+            if job.get("since_ms") is None:
+                # Issues that failed are pending now, so moving the cursor past them loses nothing.
+                cursor = self._cursor()
+                cursor[job["project"] or "*"] = started
+                self.store.put_json(SYNC_CURSOR, {"scopes": cursor})
+        jobs.save(self.store, job)
+
+    def _cursor(self) -> dict[str, Any]:
+        found = self.store.read_json(SYNC_CURSOR)
+        return dict(found.data.get("scopes") or {}) if found else {}
+
+    # --- the three phases -------------------------------------------------------------------------
+
+    def _pending_step(self, job: dict[str, Any]) -> None:
+        resume = job["resume"]
+        keys, _ = self.store.list_keys(PENDING_PREFIX, resume.get("pending_after"), PENDING_BATCH)
+        if not keys:
+            job["phase"] = "search"
+            return
+        for key in keys:
+            issue_id = key[len(PENDING_PREFIX) :].removesuffix(".json")
+            if self._reconcile_issue(job, issue_id):
+                self.store.delete(key)
+            resume["pending_after"] = key
+
+    def _search_step(self, job: dict[str, Any]) -> None:
+        resume = job["resume"]
+        jql = resume["jql"]
+        if job["issues_estimated"] is None and not resume.get("token"):
+            job["issues_estimated"] = self._guarded(lambda: self.jira.approximate_count(jql))
+        issues, token = self._guarded(lambda: self.jira.search_page(jql, _SEARCH_FIELDS, SEARCH_PAGE, resume["token"]))
+        job["pages_scanned"] += 1
+        job["issues_scanned"] += len(issues)
+        self._reconcile_page(job, issues)
+        resume["token"] = token
+        if token is None:
+            job["phase"] = "census"
+
+    def _census_step(self, job: dict[str, Any]) -> None:
+        resume = job["resume"]
+        if "projects" not in resume:
+            held = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.store.list_folders("index/projects/")]
+            resume["projects"] = [job["project"]] if job["project"] else sorted(held)
+            resume["project_index"] = 0
+        if resume["project_index"] >= len(resume["projects"]):
+            job["phase"] = "done"
+            return
+        project = resume["projects"][resume["project_index"]]
+        try:
+            present = self.jira.census(project)
+        except JiraError as exc:
+            if exc.status != 400 or isinstance(exc, JiraRateLimited):
+                raise self._fatal_or_retry(exc) from None
+            # Jira refuses JQL naming a project that no longer exists: every issue we hold there is checked below.
+            present = set()
+        prefix = project_prefix(project) + "issues/"
+        held = {int(k[len(prefix) :].removesuffix(".json")) for k in self.store.all_keys(prefix)}
+        for issue_id in sorted(str(i) for i in held if str(i) not in present):
+            self._check_vanished(job, issue_id)
+        resume["project_index"] += 1
+
+    # --- one page, one issue ----------------------------------------------------------------------
+
+    def _reconcile_page(self, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
+        ids = [str(issue["id"]) for issue in issues]
+        if not ids:
+            return
+        changelogs = self._guarded(lambda: self.jira.bulk_changelogs(ids))
+        for issue in issues:
+            issue_id = str(issue["id"])
+            updated = _ms((issue.get("fields") or {}).get("updated"))
+            if self._needs_work(issue_id, updated, changelogs.get(issue_id, [])):
+                self._reconcile_issue(job, issue_id)
+
+    def _needs_work(self, issue_id: str, jira_updated: int | None, histories: list[dict[str, Any]]) -> bool:
+        """JSync lacks the issue, a changelog entry of it, or a later edit (one without a changelog entry)."""
+        latest = self.store.latest(issue_id)
+        if latest is None:
+            return True
+        state = latest.data
+        if state.get("deleted"):
+            return False  # a deletion is final, as for webhooks
+        if state.get("partial"):
+            return True
+        recorded = self.store.recorded_entries(issue_id)
+        if "created" not in recorded or any(str(h.get("id")) not in recorded for h in histories):
+            return True
+        ours = _ms(((state.get("issue") or {}).get("fields") or {}).get("updated"))
+        return jira_updated is None or ours is None or jira_updated > ours
+
+    def _reconcile_issue(self, job: dict[str, Any], issue_id: str) -> bool:
+        """Feed every change of one issue that JSync lacks. False if Jira refused (the issue stays pending)."""
+        try:
+            # The issue first, then its changelog: an edit in between then shows as an entry newer than the
+            # document, which the rebuild leaves for the next run, never as a document ahead of its entries.
+            current = self.jira.issue(issue_id, api=2)
+            histories = self.jira.changelog(issue_id)
+        except IssueGone:
+            self._gone(job, issue_id)
+            return True
+        except IssueHidden:
+            self._hidden(job, issue_id)
+            return True
+        except JiraError as exc:
+            return self._issue_error(job, issue_id, exc)
+        self.lookup.seed(current)
+        events = rebuild(current, histories, self.lookup)
+        latest = self.store.latest(issue_id)
+        state = latest.data if latest else None
+        if state and state.get("deleted"):
+            return True
+        recorded = self.store.recorded_entries(issue_id)
+        fed = [event for event in events if event.key not in recorded]
+        for event in fed:
+            self._feed(issue_id, f"rc-{issue_id}-{event.key}", event.payload)
+        fed_count = len(fed) + self._refresh(issue_id, current, events, fed, state)
+        if fed_count:
+            job["changes_fed"] += fed_count
+            job["issues_changed"] += 1
+        return True
+
+    def _refresh(
+        self,
+        issue_id: str,
+        current: dict[str, Any],
+        events: list[RebuiltEvent],
+        fed: list[RebuiltEvent],
+        state: dict[str, Any] | None,
+    ) -> int:
+        """An edit Jira keeps no changelog for (a comment, a field outside the changelog) still reaches latest/."""
+        newest: tuple[Order, dict[str, Any] | None] | None = None
+        if state is not None:
+            newest = (Order.from_list(state.get("order") or state["capture"]["order"]), state.get("issue"))
+        if fed and fed[-1] is events[-1]:
+            last = events[-1]
+            order = Order(last.timestamp_ms, int(last.key) if last.key.isdigit() else 0, "")
+            if newest is None or order > newest[0]:
+                newest = (order, issue_document(last.payload["issue"]))
+        document = issue_document(current)
+        if newest is not None and newest[1] == document:
+            return 0
+        at = _ms((current.get("fields") or {}).get("updated")) or self.now_ms()
+        if newest is not None and at <= newest[0].time_ms:
+            at = newest[0].time_ms + 1  # an edit after the newest we hold, whatever its clock says
+        payload = {
+            "timestamp": at,
+            "webhookEvent": "jira:issue_updated",
+            "issue_event_type_name": "issue_generic",
+            "issue": current,
+        }
+        updated = _ms((current.get("fields") or {}).get("updated")) or at
+        self._feed(issue_id, f"rc-{issue_id}-u{updated}", payload)
+        return 1
+
+    def _check_vanished(self, job: dict[str, Any], issue_id: str) -> None:
+        """An issue we list that the census lacks: deleted (404), hidden from us (403), or moved on (200)."""
+        try:
+            self.jira.issue(issue_id, fields=["key", "updated", "project"], api=2)
+        except IssueGone:
+            self._gone(job, issue_id)
+            return
+        except IssueHidden:
+            self._hidden(job, issue_id)
+            return
+        except JiraError as exc:
+            self._issue_error(job, issue_id, exc)
+            return
+        self._reconcile_issue(job, issue_id)
+
+    def _gone(self, job: dict[str, Any], issue_id: str) -> None:
+        latest = self.store.latest(issue_id)
+        if latest is None or latest.data.get("deleted"):
+            return
+        doc = latest.data.get("issue") or {"id": issue_id}
+        # Jira says only that the issue is gone, not when or by whom: the deletion is dated when we found it.
+        payload = {"timestamp": self.now_ms(), "webhookEvent": "jira:issue_deleted", "issue": doc}
+        self._feed(issue_id, f"rc-{issue_id}-deleted", payload)
+        job["deletes_found"] += 1
+        _report(job, "deleted", {"id": issue_id, "key": doc.get("key")})
+
+    def _hidden(self, job: dict[str, Any], issue_id: str) -> None:
+        latest = self.store.latest(issue_id)
+        key = ((latest.data if latest else {}).get("issue") or {}).get("key")
+        if not any(item["id"] == issue_id for item in job["not_visible"]):
+            _report(job, "not_visible", {"id": issue_id, "key": key})
+
+    def _issue_error(self, job: dict[str, Any], issue_id: str, exc: JiraError) -> bool:
+        if isinstance(exc, JiraRateLimited) or exc.status == 0 or exc.status >= 500 or exc.status == 401:
+            raise self._fatal_or_retry(exc)
+        _report(job, "errors", {"issue_id": issue_id, "status": exc.status, "message": exc.message})
+        self.store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": f"jira_{exc.status}"})
+        return False
+
+    def _guarded(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except JiraError as exc:
+            raise self._fatal_or_retry(exc) from None
+
+    @staticmethod
+    def _fatal_or_retry(exc: JiraError) -> Exception:
+        """Rate limits, network trouble and 5xx end the step for a retry; other refusals end the job."""
+        if isinstance(exc, JiraRateLimited) or exc.status == 0 or exc.status >= 500:
+            return exc
+        if exc.status == 401:
+            return JobFailed(f"Jira refused the credentials (401): check the site URL, email and API token. {exc}")
+        return JobFailed(str(exc))
+
+    def _feed(self, issue_id: str, event_id: str, payload: dict[str, Any]) -> None:
+        now = self.now_ms()
+        body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
+        queued = QueuedEvent(event_id, now, "application/json", raw_key(event_id, now, "json"), body, "reconcile")
+        self.send(queued, issue_id)
+
+
+def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
+    if len(job[listing]) < _MAX_REPORTED:
+        job[listing].append(item)
+    else:
+        job[f"{listing}_omitted"] = int(job.get(f"{listing}_omitted") or 0) + 1
+
+
+def _ms(value: Any) -> int | None:
+    """A Jira time ("2026-01-05T09:00:00.000+0000") as epoch ms."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, where float seconds can lose a millisecond
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
