@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import subprocess
 import sys
 from typing import Any
@@ -18,6 +20,14 @@ SECRETS = {
     "api-keys": "comma-separated API keys for the read API",
     "git-token": "a token that may push to the git remote (e.g. a GitHub fine-grained token, contents: write)",
 }
+JIRA_SECRET = "jira"  # optional: with it the reconcile (and its schedule) is on
+JIRA_FIELDS = ("url", "email", "token")
+# EventBridge's two forms; anything else would fail only halfway through the CloudFormation update.
+SCHEDULE = re.compile(r"(rate|cron)\([^()]+\)")
+
+
+class DeployError(Exception):
+    """A check failed; the message says what to do and never holds a secret's value."""
 
 
 def missing_secrets(stage: str, client: Any) -> list[str]:
@@ -33,20 +43,69 @@ def missing_secrets(stage: str, client: Any) -> list[str]:
     return missing
 
 
+def jira_secret(stage: str, client: Any) -> str | None:
+    """The stage's Jira secret name if it exists and is usable, None if there is none; DeployError if it is broken."""
+    name = f"jsync/{stage}/{JIRA_SECRET}"
+    try:
+        raw = client.get_secret_value(SecretId=name).get("SecretString")
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        return None
+    try:
+        data = json.loads(raw or "")
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise DeployError(f'{name} is not JSON; it must be {{"url": ..., "email": ..., "token": ...}}')
+    empty = [field for field in JIRA_FIELDS if not isinstance(data.get(field), str) or not data[field].strip()]
+    if empty:
+        raise DeployError(f"{name} has no {', '.join(empty)}; it needs non-empty url, email and token")
+    if not data["url"].strip().startswith(("https://", "http://")):
+        raise DeployError(f"{name}: url must be your Jira site's address, e.g. https://acme.atlassian.net")
+    return name
+
+
+def reconcile_params(stage: str, client: Any, schedule: str) -> list[str]:
+    """The --param arguments that turn the reconcile on (a usable Jira secret) and set its schedule."""
+    if schedule and not SCHEDULE.fullmatch(schedule.strip()):
+        raise DeployError(
+            f"RECONCILE_SCHEDULE must be rate(...) or cron(...), e.g. 'cron(0 3 * * ? *)', not {schedule!r}"
+        )
+    params = [f"--param=reconcileSchedule={schedule.strip()}"] if schedule else []
+    name = jira_secret(stage, client)
+    if name is None:
+        print(
+            f"jsync deploy: reconcile is off (no jsync/{stage}/{JIRA_SECRET} secret); to turn it on, create it as JSON "
+            f'{{"url", "email", "token"}} (README "Deploy") and deploy again.'
+        )
+        return params
+    return [*params, f"--param=jiraSecretName={name}", "--param=reconcileState=ENABLED"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
     parser.add_argument("--git-remote", default=os.environ.get("JSYNC_GIT_REMOTE", ""))
     parser.add_argument("--alarm-email", default=os.environ.get("JSYNC_ALARM_EMAIL", ""))
+    parser.add_argument("--reconcile-schedule", default=os.environ.get("RECONCILE_SCHEDULE", ""))
     args = parser.parse_args(argv)
     if not args.git_remote.startswith("https://"):
         print("jsync deploy: set JSYNC_GIT_REMOTE to the https:// URL of the repository to push to.", file=sys.stderr)
         return 2
     try:
-        missing = missing_secrets(args.stage, boto3.client("secretsmanager"))
+        client = boto3.client("secretsmanager")
+        missing = missing_secrets(args.stage, client)
+        # Only when the required secrets are there, so a first deploy hears about those first.
+        reconcile = [] if missing else reconcile_params(args.stage, client, args.reconcile_schedule)
+    except DeployError as exc:
+        print(f"jsync deploy: {exc}", file=sys.stderr)
+        return 2
     except (BotoCoreError, ClientError) as exc:
+        # The error code (e.g. AccessDeniedException) says which; it never holds a value.
+        reason = exc.response.get("Error", {}).get("Code") if isinstance(exc, ClientError) else None
         print(
-            f"jsync deploy: cannot check Secrets Manager ({type(exc).__name__}); are AWS credentials set?",
+            f"jsync deploy: cannot check Secrets Manager ({reason or type(exc).__name__}); are AWS credentials set?",
             file=sys.stderr,
         )
         return 2
@@ -70,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.alarm_email:
         command.append(f"--param=alarmEmail={args.alarm_email}")
+    command += reconcile
     return subprocess.call(command, cwd=ROOT)
 
 

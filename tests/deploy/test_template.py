@@ -1,4 +1,4 @@
-"""The CloudFormation that `make package` builds: least privilege, queue settings, alarms, a small ingest artifact.
+"""The CloudFormation that `make package` builds: least privilege, queue settings, alarms, small artifacts.
 
 `make test` runs `make package` first; run it yourself before running this file alone.
 """
@@ -17,7 +17,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".serverless"
 TEMPLATE = BUILD / "cloudformation-template-update-stack.json"
-TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29}
+TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
+ROLES = ["IngestRole", "WriterRole", "CommitterRole", "ApiRole", "ReconcileRole"]
+SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue")
+QUEUES = (*SOURCE_QUEUES, "EventsDeadLetterQueue", "CommitsDeadLetterQueue", "SyncDeadLetterQueue")
 
 pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
 
@@ -43,13 +46,26 @@ def refs_in(value: Any) -> set[str]:
     """Logical ids a policy resource points at (GetAtt / Ref / ${X.Arn} in Sub)."""
     text = json.dumps(value)
     found = set()
-    for name in ("EventsQueue", "CommitsQueue", "EventsDeadLetterQueue", "CommitsDeadLetterQueue", "CaptureBucket"):
+    for name in (*QUEUES, "CaptureBucket"):
         if f'"{name}"' in text or f"${{{name}" in text:
             found.add(name)
     return found
 
 
-@pytest.mark.parametrize("role", ["IngestRole", "WriterRole", "CommitterRole", "ApiRole"])
+def s3_grants(resources: dict[str, Any], role: str) -> dict[str, set[str]]:
+    """Each S3 action the role holds -> the bucket paths it holds it on ("" for the bucket itself)."""
+    grants: dict[str, set[str]] = {}
+    for statement in statements(resources, role):
+        for action in as_list(statement["Action"]):
+            if not action.startswith("s3:"):
+                continue
+            for resource in as_list(statement["Resource"]):
+                _, _, path = json.dumps(resource).partition("${CaptureBucket.Arn}/")
+                grants.setdefault(action, set()).add(path.split('"')[0])
+    return grants
+
+
+@pytest.mark.parametrize("role", ROLES)
 def test_no_wildcard_actions_or_resources(resources: dict[str, Any], role: str) -> None:
     for statement in statements(resources, role):
         assert statement["Effect"] == "Allow"
@@ -79,15 +95,53 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
     assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue"}, set())
     assert touched("CommitterRole") == ({"CommitsQueue"}, {"git-token"})
     api_queues, api_secrets = touched("ApiRole")
-    assert api_queues == {"EventsQueue", "CommitsQueue", "EventsDeadLetterQueue", "CommitsDeadLetterQueue"}
+    assert api_queues == {*QUEUES} - {"SyncDeadLetterQueue"}
+    # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
     assert api_secrets == {"api-keys", "git-token"}
-    ingest_s3 = [
-        s for s in statements(resources, "IngestRole") if any(a.startswith("s3:") for a in as_list(s["Action"]))
+    assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
+    assert s3_grants(resources, "IngestRole") == {"s3:PutObject": {"raw/*", "sync/pending/*"}}
+
+
+def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any]) -> None:
+    def sqs_actions(role: str, queue: str) -> set[str]:
+        return {
+            a
+            for s in statements(resources, role)
+            if queue in refs_in(s["Resource"])
+            for a in as_list(s["Action"])
+            if a.startswith("sqs:")
+        }
+
+    assert sqs_actions("ApiRole", "SyncQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl"}
+    assert sqs_actions("ReconcileRole", "SyncQueue") == {
+        "sqs:ReceiveMessage",
+        "sqs:DeleteMessage",
+        "sqs:ChangeMessageVisibility",
+        "sqs:GetQueueAttributes",
+        "sqs:SendMessage",
+        "sqs:GetQueueUrl",
+    }
+    assert sqs_actions("ReconcileRole", "EventsQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl"}
+    assert s3_grants(resources, "ApiRole") == {
+        "s3:ListBucket": {""},
+        "s3:GetObject": {"latest/*", "snapshots/*", "index/*", "sync/jobs/*"},
+        "s3:PutObject": {"sync/jobs/*"},
+    }
+    # Reconcile feeds the writer: it never writes snapshots or the committer's git state.
+    owned = {"latest/*", "index/*", "sync/*", "raw/*"}
+    assert s3_grants(resources, "ReconcileRole") == {
+        "s3:ListBucket": {""},
+        "s3:GetObject": owned,
+        "s3:PutObject": owned,
+        "s3:DeleteObject": owned,
+    }
+    jira_readers = [
+        role
+        for role in ROLES
+        for s in statements(resources, role)
+        if "secretsmanager:GetSecretValue" in as_list(s["Action"]) and "/jira" in json.dumps(s["Resource"])
     ]
-    assert [as_list(s["Action"]) for s in ingest_s3] == [["s3:PutObject"]]
-    assert "/raw/*" in json.dumps(ingest_s3[0]["Resource"])
-    api_actions = {a for s in statements(resources, "ApiRole") for a in as_list(s["Action"])}
-    assert not {a for a in api_actions if a.startswith("s3:") and a not in ("s3:GetObject", "s3:ListBucket")}
+    assert jira_readers == ["ReconcileRole"]
 
 
 def test_functions_use_their_own_roles_and_timeouts(resources: dict[str, Any]) -> None:
@@ -97,12 +151,27 @@ def test_functions_use_their_own_roles_and_timeouts(resources: dict[str, Any]) -
         assert function["Timeout"] == timeout
     assert resources["CommitterLambdaFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
     assert "Layers" not in resources["IngestLambdaFunction"]["Properties"]
+    reconcile = resources["ReconcileLambdaFunction"]["Properties"]
+    assert reconcile["Handler"] == "functions/reconcile.lambda_handler"
+    assert reconcile["ReservedConcurrentExecutions"] == 1 and reconcile["MemorySize"] == 1024
+
+
+def test_every_function_knows_the_sync_queue_and_only_two_the_jira_secret(resources: dict[str, Any]) -> None:
+    sync_queue = resources["SyncQueue"]["Properties"]["QueueName"]
+    for name in TIMEOUTS:
+        env = resources[f"{name}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["JSYNC_SYNC_QUEUE"] == sync_queue, name
+        # Undeployed Jira is the default: empty, so the API answers 503 and reconcile stays off.
+        assert env.get("JSYNC_JIRA_SECRET_NAME") == ("" if name in ("Api", "Reconcile") else None), name
+    env = resources["ReconcileLambdaFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["JSYNC_SYNC_LOOKBACK_MINUTES"] == "30"
 
 
 def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: dict[str, Any]) -> None:
     for source, dlq, consumer in (
         ("EventsQueue", "EventsDeadLetterQueue", "Writer"),
         ("CommitsQueue", "CommitsDeadLetterQueue", "Committer"),
+        ("SyncQueue", "SyncDeadLetterQueue", "Reconcile"),
     ):
         queue = resources[source]["Properties"]
         dead = resources[dlq]["Properties"]
@@ -113,16 +182,25 @@ def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: d
         allow = dead["RedriveAllowPolicy"]
         assert allow["redrivePermission"] == "byQueue"
         assert queue["QueueName"] in json.dumps(allow["sourceQueueArns"])
+        assert dead["QueueName"] == queue["QueueName"].removesuffix(".fifo") + "-dlq.fifo"
+        assert dead["MessageRetentionPeriod"] == queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+    # The schedule and the API send no deduplication id: the sync queue dedups on the body; the others never do.
+    assert resources["SyncQueue"]["Properties"]["ContentBasedDeduplication"] is True
+    assert resources["EventsQueue"]["Properties"]["ContentBasedDeduplication"] is False
+    assert resources["CommitsQueue"]["Properties"]["ContentBasedDeduplication"] is False
 
 
 def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) -> None:
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
     by_function = {json.dumps(m["Properties"]["FunctionName"]): m["Properties"] for m in mappings.values()}
-    assert len(by_function) == 2
+    assert len(by_function) == 3
     for props in by_function.values():
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] <= 10
         assert "MaximumBatchingWindowInSeconds" not in props
+    reconcile = by_function[json.dumps({"Fn::GetAtt": ["ReconcileLambdaFunction", "Arn"]})]
+    assert reconcile["EventSourceArn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
+    assert reconcile["BatchSize"] == 1
 
 
 def test_bucket_is_encrypted_versioned_and_private(resources: dict[str, Any]) -> None:
@@ -147,16 +225,38 @@ def test_front_doors(resources: dict[str, Any]) -> None:
 def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
     metrics = sorted((a["Namespace"], a["MetricName"]) for a in alarms)
-    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 2
+    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 3
     assert metrics.count(("AWS/SQS", "ApproximateAgeOfOldestMessage")) == 2
-    assert metrics.count(("AWS/Lambda", "Errors")) == 4
+    assert metrics.count(("AWS/Lambda", "Errors")) == 5
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+    watched = [json.dumps(a["Dimensions"]) for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
+    assert sorted(d.split('"')[-4] for d in watched) == [
+        "CommitsDeadLetterQueue",
+        "EventsDeadLetterQueue",
+        "SyncDeadLetterQueue",
+    ]
 
 
-def test_log_retention_and_reconcile_slot(resources: dict[str, Any]) -> None:
+def test_log_retention(resources: dict[str, Any]) -> None:
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(groups) == 4 and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
-    assert resources["ReconcileSchedule"]["Properties"]["State"] == "DISABLED"
+    assert len(groups) == 5 and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
+
+
+def test_reconcile_schedule_is_off_by_default_and_queues_into_the_reconcile_group(resources: dict[str, Any]) -> None:
+    rule = resources["ReconcileSchedule"]["Properties"]
+    assert rule["State"] == "DISABLED" and rule["ScheduleExpression"] == "rate(1 day)"
+    [target] = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
+    assert target["SqsParameters"] == {"MessageGroupId": "reconcile"}
+    assert json.loads(target["Input"]) == {"scheduled": True}
+    # EventBridge may send to the sync queue, and only on behalf of this rule.
+    policies = [r["Properties"] for r in of_type(resources, "AWS::SQS::QueuePolicy").values()]
+    assert [p["Queues"] for p in policies] == [[{"Ref": "SyncQueue"}]]
+    [statement] = policies[0]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert as_list(statement["Action"]) == ["sqs:SendMessage"]
+    assert statement["Resource"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["ReconcileSchedule", "Arn"]}}}
 
 
 def test_ingest_artifact_is_small_and_imports_only_stdlib_and_boto3(tmp_path: Path) -> None:
@@ -185,5 +285,22 @@ def test_ingest_artifact_is_small_and_imports_only_stdlib_and_boto3(tmp_path: Pa
 def test_heavy_functions_get_the_dependency_layer(resources: dict[str, Any]) -> None:
     layer = of_type(resources, "AWS::Lambda::LayerVersion")
     assert len(layer) == 1
-    for name in ("Writer", "Committer", "Api"):
+    for name in ("Writer", "Committer", "Api", "Reconcile"):
         assert resources[f"{name}LambdaFunction"]["Properties"]["Layers"] == [{"Ref": next(iter(layer))}]
+
+
+def test_reconcile_artifact_has_no_api_or_git_code(tmp_path: Path) -> None:
+    with zipfile.ZipFile(BUILD / "reconcile.zip") as z:
+        names = z.namelist()
+        z.extractall(tmp_path)
+    assert "functions/reconcile.py" in names, "the handler is missing from the artifact"
+    assert not [n for n in names if n.split("/")[0] == "api" or n.startswith(("functions/api", "functions/commit"))]
+    assert not {"pipeline/gitstore.py", "pipeline/gittree.py", "pipeline/commits.py"} & set(names)
+    # Its handler imports from the artifact alone, and never the API's or git's dependencies.
+    probe = (
+        "import sys, functions.reconcile\n"
+        "heavy = ('api', 'dulwich', 'fastapi', 'starlette', 'mangum', 'pydantic')\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & set(heavy)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
