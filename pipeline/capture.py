@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.index import project_of, record_history, update_indexes
+from pipeline.index import note_project, project_of, record_history, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
@@ -78,6 +78,7 @@ def capture(
             return captured
         new_order = _advancing_order(state, event, order)
         if new_order is None:
+            note_project(store, snapshot["issue"])
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
         new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state)
         try:

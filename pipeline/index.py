@@ -85,6 +85,17 @@ def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
         store.put_json(key, {**listing_item(doc), "counted": True})
 
 
+def note_project(store: Store, doc: dict[str, Any] | None) -> None:
+    """A project an issue was in only at some past event still counts as captured, with what it holds now.
+
+    Whatever order events arrive in, the project listing then ends the same as if they had come in order.
+    """
+    project = project_of(doc)
+    if project and doc is not None:
+        fresh = {"project": project, "name": _project_name(doc), "issue_count": 0, "applied": []}
+        store.claim(project_count_key(project), fresh)
+
+
 def _project_name(doc: dict[str, Any]) -> str | None:
     project = (doc.get("fields") or {}).get("project")
     name = project.get("name") if isinstance(project, dict) else None

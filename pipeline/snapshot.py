@@ -155,8 +155,10 @@ def field_changes(
     event: WebhookEvent, previous: dict[str, Any] | None, doc: dict[str, Any] | None
 ) -> list[FieldChange]:
     """What changed, from the changelog when Jira sent one, else from comparing documents."""
-    if doc is None:
-        return []  # a deletion: the headline says it all
+    if doc is None or event.event_name == "jira:issue_created":
+        # A deletion or a creation: the headline says it all. (A creation that arrives late must not list its
+        # differences from the newer state we hold as if it had made them.)
+        return []
     changelog = event.data.get("changelog")
     items = changelog.get("items") if isinstance(changelog, dict) else None
     if isinstance(items, list) and items:
