@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint demo bench redrive package deploy clean
+.PHONY: run test lint demo sync bench redrive package deploy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ lint: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m local.demo
+
+# Reconcile with Jira's REST API through a running `make run`; PROJECT=KEY and SINCE=ISO-8601 narrow it.
+sync: $(STAMP)
+	$(PY) -m local.sync $(if $(PROJECT),--project $(PROJECT),) $(if $(SINCE),--since $(SINCE),)
 
 # SIZES=1000,10000,100000 by default; `make bench SIZES=1000` for a quick look.
 bench: $(STAMP)

@@ -31,6 +31,7 @@ def main() -> int:
         f"  webhook:    POST {urls.webhook}\n"
         f"  health:     {urls.health}\n"
         f"  API docs:   {urls.docs}\n"
+        f"  reconcile:  {urls.reconcile}\n"
         f"  git remote: {redact(urls.git_remote)}\n",
         flush=True,
     )

@@ -23,9 +23,12 @@ class LocalContext:
     aws_request_id: str
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = ""
+    deadline: float | None = None  # time.monotonic() at which Lambda would stop the invocation; None: never
 
     def get_remaining_time_in_millis(self) -> int:
-        return 60_000
+        if self.deadline is None:
+            return 60_000
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 class Poller:
@@ -39,7 +42,15 @@ class Poller:
         handler: Handler,
         retry_delay: int = 1,
         receive_lock: threading.Lock | None = None,
+        timeout: float | None = None,
+        stop_grace: float | None = None,
     ) -> None:
+        """`timeout`: the function's time limit; the context counts down from it (None: always 60 s left).
+
+        `stop_grace`: how long `stop()` waits for a batch in hand before abandoning it (None: until it is done).
+        An abandoned batch goes back to the queue at once, so it is saved with the queue and retried after a
+        restart; only a handler that keeps its progress as it goes (reconcile) should be abandoned.
+        """
         self.name = name
         self.sqs = sqs
         self.queue_url = queue_url
@@ -54,20 +65,62 @@ class Poller:
         self._backing_off: dict[str, str] = {}
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
         self.busy = threading.Event()  # set while a batch is in the handler
+        self.timeout = timeout
+        self.stop_grace = stop_grace
+        # The batch in the handler and its context; the lock makes "handler done, delete what succeeded" and
+        # "abandoned, give it back" exclusive, so an abandoned batch is never also deleted by its handler.
+        self._hand_lock = threading.Lock()
+        self._in_hand: list[dict[str, Any]] = []
+        self._context: LocalContext | None = None
+        self._abandoned = False
+        self._stop_by: float | None = None
 
     def start(self) -> None:
         self._thread.start()
 
+    def request_stop(self) -> None:
+        """Stop receiving, without waiting; a handler watching its remaining time is told it has `stop_grace` s."""
+        if self.stop_grace is not None and self._stop_by is None:
+            self._stop_by = time.monotonic() + self.stop_grace
+        self._stop.set()  # before reading the context: `_handle` sets the context, then checks this
+        context = self._context
+        if context is not None and context.deadline is not None and self._stop_by is not None:
+            context.deadline = min(context.deadline, self._stop_by)
+
     def stop(self, timeout: float = 120) -> None:
-        """Stop receiving; the batch in hand is finished first, and messages backing off are released."""
-        self._stop.set()
-        self._thread.join(timeout)
+        """Stop receiving; the batch in hand is finished first (or, past `stop_grace`, given back to the queue),
+        and messages backing off are released."""
+        self.request_stop()
+        if self.stop_grace is None:
+            self._thread.join(timeout)
+        else:
+            assert self._stop_by is not None
+            self._thread.join(max(0.0, min(timeout, self._stop_by - time.monotonic())))
+            if self._thread.is_alive():
+                self._abandon()
         for receipt in self._backing_off.values():
             try:
                 self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
             except Exception:  # received and handled since, or already visible: nothing to release
                 continue
         self._backing_off.clear()
+
+    def _abandon(self) -> None:
+        """Make the batch still in the handler visible again; the handler's answer, when it comes, is ignored."""
+        with self._hand_lock:
+            self._abandoned = True
+            if self._in_hand:
+                log.warning("%s: stopped mid-batch; %d message(s) go back to the queue", self.name, len(self._in_hand))
+            self._release(self._in_hand)
+
+    def _release(self, messages: list[dict[str, Any]]) -> None:
+        for m in messages:
+            try:
+                self.sqs.change_message_visibility(
+                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+                )
+            except Exception:  # already gone: nothing to give back
+                continue
 
     def _run(self) -> None:
         # Short polls, with a pause that grows while the queue stays empty (20 ms up to 0.5 s): a long poll
@@ -106,14 +159,35 @@ class Poller:
 
     def _handle(self, messages: list[dict[str, Any]]) -> int:
         event = {"Records": [self._record(m) for m in messages]}
-        context = LocalContext(self.name, str(uuid.uuid4()))
+        deadline = None if self.timeout is None else time.monotonic() + self.timeout
+        context = LocalContext(self.name, str(uuid.uuid4()), deadline=deadline)
+        with self._hand_lock:
+            if self._abandoned:  # received while `stop()` gave up on this poller: straight back to the queue
+                self._release(messages)
+                return len(messages)
+            self._in_hand, self._context = messages, context
+        if self._stop.is_set():
+            self.request_stop()  # stop came between the receive and here: the handler gets the grace too
         try:
-            response = self.handler(event, context) or {}
-            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-        except Exception:
-            # A handler that raises fails the whole batch, as on Lambda.
-            log.exception("%s: handler raised; the whole batch will be retried", self.name)
-            failed = {m["MessageId"] for m in messages}
+            try:
+                response = self.handler(event, context) or {}
+                failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            except Exception:
+                # A handler that raises fails the whole batch, as on Lambda. Once abandoned it is expected to
+                # fail (the stack it talks to is going away), and its batch is back on the queue already.
+                if not self._abandoned:
+                    log.exception("%s: handler raised; the whole batch will be retried", self.name)
+                failed = {m["MessageId"] for m in messages}
+            with self._hand_lock:
+                if not self._abandoned:
+                    self._settle(messages, failed)
+        finally:
+            with self._hand_lock:
+                self._in_hand, self._context = [], None
+        return len(messages)
+
+    def _settle(self, messages: list[dict[str, Any]], failed: set[str]) -> None:
+        """Delete what succeeded; hide each failure for a backoff that grows with its receive count."""
         done = [m for m in messages if m["MessageId"] not in failed]
         for m in done:
             self._backing_off.pop(m["MessageId"], None)
@@ -134,7 +208,6 @@ class Poller:
                     ReceiptHandle=m["ReceiptHandle"],
                     VisibilityTimeout=min(self.retry_delay * 2 ** max(receives - 1, 0), 300),
                 )
-        return len(messages)
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
         attributes = dict(message.get("Attributes", {}))

@@ -9,6 +9,9 @@ from pipeline.settings import Settings
 
 MAX_RECEIVE_COUNT = 5
 VISIBILITY_TIMEOUT = 60  # seconds; the pollers shorten it per failed message so retries come quickly
+# A reconcile step budgets 600 s locally; the message must stay hidden for all of it, or a second poller
+# (or a restart) would start the same step while the first is still running.
+SYNC_VISIBILITY_TIMEOUT = 660
 
 
 def create_resources(settings: Settings, s3: Any, sqs: Any) -> None:
@@ -17,14 +20,24 @@ def create_resources(settings: Settings, s3: Any, sqs: Any) -> None:
         s3.head_bucket(Bucket=settings.bucket)
     except Exception:
         s3.create_bucket(Bucket=settings.bucket)
-    for source, dlq in ((settings.events_queue, settings.events_dlq), (settings.commits_queue, settings.commits_dlq)):
+    queues: list[tuple[str, str, dict[str, str]]] = [
+        (settings.events_queue, settings.events_dlq, {"VisibilityTimeout": str(VISIBILITY_TIMEOUT)}),
+        (settings.commits_queue, settings.commits_dlq, {"VisibilityTimeout": str(VISIBILITY_TIMEOUT)}),
+        # Deduplicated by body, as deployed: the same job and step sent twice within 5 minutes is one step.
+        (
+            settings.sync_queue,
+            settings.sync_dlq,
+            {"VisibilityTimeout": str(SYNC_VISIBILITY_TIMEOUT), "ContentBasedDeduplication": "true"},
+        ),
+    ]
+    for source, dlq, extra in queues:
         dlq_url = _fifo(sqs, dlq, {})
         dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         source_url = _fifo(
             sqs,
             source,
             {
-                "VisibilityTimeout": str(VISIBILITY_TIMEOUT),
+                **extra,
                 "RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": MAX_RECEIVE_COUNT}),
             },
         )

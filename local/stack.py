@@ -21,13 +21,17 @@ from api.app import create_app
 from local.frontdoor import FrontDoor
 from local.persist import StateDir
 from local.poller import Poller
-from local.resources import create_resources
+from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
 from pipeline import services
-from pipeline.settings import Settings, get_settings
+from pipeline.gitstore import redact
+from pipeline.settings import SecretUnavailable, Settings, get_settings
 
 log = logging.getLogger("jsync.local")
 _SAVE_EVERY = 30.0  # seconds between background saves of S3, so a crash loses little
 _WRITERS = 3
+# A reconcile step can run for minutes; on stop it is told it has this long (enough to save its progress between
+# two Jira calls), then abandoned: the job resumes from what it saved. About what a writer's batch takes to finish.
+_SYNC_STOP_GRACE = 1.0
 
 
 class MotoProcess:
@@ -82,6 +86,7 @@ class Urls:
     health: str
     docs: str
     git_remote: str
+    reconcile: str  # the Jira site and account reconcile reads as, or why it is off; never the token
 
 
 class LocalStack:
@@ -111,7 +116,13 @@ class LocalStack:
     @property
     def urls(self) -> Urls:
         base = f"http://127.0.0.1:{self.settings.port}"
-        return Urls(f"{base}/webhook", f"{base}/api/v1/health", f"{base}/docs", self.settings.git_remote)
+        return Urls(
+            f"{base}/webhook",
+            f"{base}/api/v1/health",
+            f"{base}/docs",
+            self.settings.git_remote,
+            reconcile_status(self.settings),
+        )
 
     @property
     def endpoint_file(self) -> Path:
@@ -131,7 +142,7 @@ class LocalStack:
         if any(restored):
             log.info("restored %d objects and %d queued messages from %s", *restored, self.state.root)
         _ensure_bare_remote(s)
-        from functions import committer, writer  # after settings are final: they build clients lazily
+        from functions import committer, reconcile, writer  # after settings are final: they build clients lazily
 
         # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
         consumers = [(f"writer-{n}", s.events_queue, writer.lambda_handler) for n in range(_WRITERS)]
@@ -140,6 +151,20 @@ class LocalStack:
         for name, queue, handler in consumers:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
             self.pollers.append(Poller(name, sqs, url, handler, self.retry_delay, receive_lock=locks[queue]))
+        # One reconcile at a time, as deployed. Its context counts down from the queue's visibility timeout, so
+        # the handler stops ~60 s before and continues in a new message; on stop it is abandoned after a short
+        # grace: its message goes back to the queue and the job resumes from the progress it saved.
+        self.pollers.append(
+            Poller(
+                "reconcile",
+                sqs,
+                sqs.get_queue_url(QueueName=s.sync_queue)["QueueUrl"],
+                reconcile.lambda_handler,
+                self.retry_delay,
+                timeout=SYNC_VISIBILITY_TIMEOUT,
+                stop_grace=_SYNC_STOP_GRACE,
+            )
+        )
         for poller in self.pollers:
             poller.start()
         config = uvicorn.Config(
@@ -160,10 +185,10 @@ class LocalStack:
         self.endpoint_file.write_text(f"http://127.0.0.1:{self.moto_port}\n")
 
     def wait_idle(self, timeout: float = 30) -> None:
-        """Block until both queues are empty and the pollers have nothing in hand (tests, demo)."""
+        """Block until the queues are empty and the pollers have nothing in hand (tests, demo)."""
         sqs = services.aws("sqs")
         deadline = time.monotonic() + timeout
-        names = [self.settings.events_queue, self.settings.commits_queue]
+        names = [self.settings.events_queue, self.settings.commits_queue, self.settings.sync_queue]
         while time.monotonic() < deadline:
             busy = 0
             for name in names:
@@ -187,6 +212,9 @@ class LocalStack:
             self._server.should_exit = True
         if self._server_thread:
             self._server_thread.join(10)
+        # All stop receiving at once, so a reconcile step's grace runs while the writers finish their batches.
+        for poller in self.pollers:
+            poller.request_stop()
         for poller in self.pollers:
             poller.stop()
         self._saver_stop.set()
@@ -194,7 +222,7 @@ class LocalStack:
             self._saver.join(10)
         s = self.settings
         s3, sqs = services.aws("s3"), services.aws("sqs")
-        queues = [s.events_queue, s.commits_queue, s.events_dlq, s.commits_dlq]
+        queues = [s.events_queue, s.commits_queue, s.sync_queue, s.events_dlq, s.commits_dlq, s.sync_dlq]
         try:
             # Queues first: they hold what is accepted but not yet stored anywhere else.
             log.info("saved %d queued messages to %s", self.state.save_queues(sqs, queues), self.state.root)
@@ -213,6 +241,17 @@ class LocalStack:
                 self.state.save_bucket(services.aws("s3"), self.settings.bucket)
             except Exception:
                 log.exception("background save failed; will try again")
+
+
+def reconcile_status(settings: Settings) -> str:
+    """`https://x.atlassian.net as a@b`, or why reconcile is off; says nothing about the token."""
+    if not settings.jira_configured:
+        return "off (set JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL, JSYNC_JIRA_TOKEN)"
+    try:
+        credentials = settings.jira_credentials()
+    except SecretUnavailable as exc:  # its message names what is missing, never a value
+        return f"off ({exc})"
+    return f"{redact(credentials.url)} as {credentials.email}"
 
 
 def _ensure_bare_remote(settings: Settings) -> None:

@@ -1,5 +1,7 @@
 """`make redrive`: move every message in the dead-letter queues back to its source queue, keeping message groups.
 
+The queues: events, commits and sync (reconcile jobs), each with its dead-letter queue.
+
 On AWS an SQS message move task does the moving. Locally (moto has no move task) each message is received from
 the dead-letter queue, sent to its source with the same message group, and only then deleted.
 """
@@ -22,6 +24,7 @@ from pipeline.settings import Settings, get_settings, load_settings
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
 _DONE = {"COMPLETED", "FAILED", "CANCELLED"}
+_NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
 class RedriveError(Exception):
@@ -41,11 +44,21 @@ class Pair:
 
 
 def pairs(settings: Settings) -> list[Pair]:
-    return [Pair(settings.events_dlq, settings.events_queue), Pair(settings.commits_dlq, settings.commits_queue)]
+    return [
+        Pair(settings.events_dlq, settings.events_queue),
+        Pair(settings.commits_dlq, settings.commits_queue),
+        Pair(settings.sync_dlq, settings.sync_queue),
+    ]
 
 
 def queue_url(sqs: Any, name: str) -> str:
-    return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    try:
+        return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
+    except ClientError as exc:
+        # A stage deployed before a queue existed (the sync queue came later) must not stop the other redrives.
+        if exc.response.get("Error", {}).get("Code") in _NO_QUEUE:
+            raise RedriveError(f"queue {name} does not exist; deploy the stage again to create it") from None
+        raise
 
 
 def attributes(sqs: Any, url: str, *names: str) -> dict[str, str]:

@@ -92,12 +92,24 @@ def test_signed_webhooks_when_a_secret_is_set(tmp_path: Path, monkeypatch: pytes
         services.reset()
 
 
+def queue_attributes(name: str) -> dict[str, str]:
+    sqs = services.aws("sqs")
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
+
+
 def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in stack_env(tmp_path / "home").items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("JSYNC_GIT_REMOTE")
     first = LocalStack()
     first.start()
+    # The sync queue is there for reconcile, as deployed: FIFO, deduplicated by content, hidden long enough for a
+    # 600 s step, dead-lettering after 5 receives into its FIFO DLQ (moto keeps no RedriveAllowPolicy to check)
+    sync, dlq = queue_attributes(first.settings.sync_queue), queue_attributes(first.settings.sync_dlq)
+    assert sync["FifoQueue"] == "true" and sync["ContentBasedDeduplication"] == "true"
+    assert sync["VisibilityTimeout"] == "660" and dlq["FifoQueue"] == "true"
+    assert json.loads(sync["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5}
     post(first, "issue_created.json", "p-1")
     first.wait_idle()
     # A webhook accepted just before the stop stays queued across it
@@ -105,8 +117,30 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         if poller.name.startswith("writer"):
             poller.stop()
     assert post(first, "issue_updated.json", "p-2").status_code == 202
+    # And a reconcile step that is still running is abandoned at the stop, its message saved with the queues
+    (reconcile,) = [p for p in first.pollers if p.name == "reconcile"]
+    entered, release = threading.Event(), threading.Event()
+
+    def stuck(event: dict[str, object], context: object) -> dict[str, object]:
+        entered.set()
+        release.wait(60)
+        return {}
+
+    reconcile.handler = stuck
+    step = {"job_id": "sync-restart", "step": 2}
+    services.queues().send_sync(step)
+    assert entered.wait(10)
+    stopping = time.monotonic()
     first.stop()
+    took = time.monotonic() - stopping
+    release.set()
     services.reset()
+    print(f"stop with a reconcile step running took {took:.2f}s")
+    assert took < 10
+    saved = [json.loads(line) for line in first.state.queues_file.read_text().splitlines()]
+    assert [(json.loads(m["body"]), m["group"]) for m in saved if m["queue"] == first.settings.sync_queue] == [
+        (step, "reconcile")
+    ]
 
     second = LocalStack()
     started = time.monotonic()
@@ -132,6 +166,9 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JSYNC_", "AWS_"))}
     env.update(stack_env(tmp_path / "home"))
     env.pop("JSYNC_GIT_REMOTE")
+    token = "jira-token-never-printed"
+    if sig == signal.SIGTERM:  # one run with Jira credentials, one without
+        env.update(JSYNC_JIRA_URL="https://x.atlassian.net/", JSYNC_JIRA_EMAIL="a@b", JSYNC_JIRA_TOKEN=token)
     proc = subprocess.Popen(
         [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -151,6 +188,10 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
         assert banner_seen.wait(30), "".join(lines)
         banner = "".join(lines)
         assert "webhook:" in banner and "/webhook" in banner and "API docs:" in banner
+        if sig == signal.SIGTERM:
+            assert "  reconcile:  https://x.atlassian.net as a@b\n" in banner
+        else:
+            assert "  reconcile:  off (set JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL, JSYNC_JIRA_TOKEN)\n" in banner
         url = f"http://127.0.0.1:{env['JSYNC_PORT']}/webhook"
         body = fixture_bytes("issue_created.json")
         r = httpx.post(url, content=body, headers={"content-type": "application/json"}, timeout=10)
@@ -163,6 +204,7 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
         if proc.poll() is None:
             proc.kill()
         reader.join(5)
+    assert token not in "".join(lines)
     # The event accepted before the signal is stored: in S3 state on disk, or committed.
     home = tmp_path / "home"
     assert (home / "state" / "s3-manifest.json").exists()

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from botocore.stub import Stubber
 
+from local.poller import Poller
 from local.stack import LocalStack
 from pipeline import redrive, services
 from pipeline.redrive import Pair
@@ -98,6 +99,7 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
         "moved 9 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
         "jsync-local-events-dlq.fifo is empty; nothing to move",
         "moved 3 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
+        "jsync-local-sync-dlq.fifo is empty; nothing to move",
         "done: 3 messages moved",
     ]
     pipeline.drain()
@@ -151,6 +153,40 @@ def test_redrive_keeps_groups_and_order_within_a_group(settings: Settings) -> No
     assert len(received) == 15
     assert all(m["Attributes"]["MessageDeduplicationId"].startswith("redrive-") for m in received)
     assert _receive_all(sqs, dlq_url) == []
+
+
+def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
+    settings: Settings, capsys: Any
+) -> None:
+    # Given two reconcile steps that failed five times each (Jira down, say) and were dead-lettered
+    sqs = services.aws("sqs")
+    sync_url, dlq_url = redrive.queue_url(sqs, settings.sync_queue), redrive.queue_url(sqs, settings.sync_dlq)
+    steps = [json.dumps({"job_id": "sync-a", "step": 0}), json.dumps({"job_id": "sync-b", "step": 0})]
+    for body in steps:
+        sqs.send_message(QueueUrl=sync_url, MessageBody=body, MessageGroupId="reconcile")
+
+    def jira_down(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
+
+    failing = Poller("reconcile", sqs, sync_url, jira_down, retry_delay=0, timeout=660)
+    for _ in range(30):
+        failing.poll_once()
+        if redrive.waiting(sqs, sync_url) == 0 and redrive.waiting(sqs, dlq_url) == 2:
+            break
+    assert redrive.waiting(sqs, dlq_url) == 2
+    # When `make redrive` runs
+    capsys.readouterr()
+    assert redrive.main([]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "jsync-local-events-dlq.fifo is empty; nothing to move",
+        "jsync-local-commits-dlq.fifo is empty; nothing to move",
+        "moved 2 from jsync-local-sync-dlq.fifo to jsync-local-sync.fifo",
+        "done: 2 messages moved",
+    ]
+    # Then both steps are back on the sync queue, in the one reconcile group, in their order
+    received = _receive_all(sqs, sync_url)
+    assert [(m["Body"], m["Attributes"]["MessageGroupId"]) for m in received] == [(b, "reconcile") for b in steps]
+    assert redrive.waiting(sqs, dlq_url) == 0
 
 
 def test_a_redrive_stopped_between_send_and_delete_loses_nothing(
@@ -242,6 +278,7 @@ def stub_task(stubber: Stubber, pair: Pair, *states: dict[str, Any]) -> None:
 
 EVENTS = Pair("jsync-prod-events-dlq.fifo", "jsync-prod-events.fifo")
 COMMITS = Pair("jsync-prod-commits-dlq.fifo", "jsync-prod-commits.fifo")
+SYNC = Pair("jsync-prod-sync-dlq.fifo", "jsync-prod-sync.fifo")
 
 
 def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, capsys: Any) -> None:
@@ -254,15 +291,47 @@ def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, ca
             {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 5, "ApproximateNumberOfMessagesToMove": 5},
         )
         stub_queues(stubber, COMMITS, waiting=0)  # empty: no task is started
-        moved = redrive.redrive_all(aws_sqs, [EVENTS, COMMITS], use_task=True, poll_seconds=0)
+        stub_queues(stubber, SYNC, waiting=1)
+        stub_task(
+            stubber,
+            SYNC,
+            {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 1, "ApproximateNumberOfMessagesToMove": 1},
+        )
+        moved = redrive.redrive_all(aws_sqs, [EVENTS, COMMITS, SYNC], use_task=True, poll_seconds=0)
         stubber.assert_no_pending_responses()
-    assert moved == {EVENTS.dlq: 5, COMMITS.dlq: 0}
+    assert moved == {EVENTS.dlq: 5, COMMITS.dlq: 0, SYNC.dlq: 1}
     assert capsys.readouterr().out.splitlines() == [
         "  jsync-prod-events-dlq.fifo: running, 2/5 moved",
         "  jsync-prod-events-dlq.fifo: completed, 5/5 moved",
         "moved 5 from jsync-prod-events-dlq.fifo to jsync-prod-events.fifo",
         "jsync-prod-commits-dlq.fifo is empty; nothing to move",
+        "  jsync-prod-sync-dlq.fifo: completed, 1/1 moved",
+        "moved 1 from jsync-prod-sync-dlq.fifo to jsync-prod-sync.fifo",
     ]
+
+
+def test_on_aws_a_stage_without_the_sync_queue_still_redrives_the_others(
+    aws_sqs: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")
+    monkeypatch.setattr(services, "aws", functools.cache(lambda service: aws_sqs))
+    done = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 2, "ApproximateNumberOfMessagesToMove": 2}
+    with Stubber(aws_sqs) as stubber:
+        stub_queues(stubber, EVENTS, waiting=2)
+        stub_task(stubber, EVENTS, done)
+        stub_queues(stubber, COMMITS, waiting=0)
+        # deployed before issue #7: no sync queues yet
+        stubber.add_client_error(
+            "get_queue_url",
+            "AWS.SimpleQueueService.NonExistentQueue",
+            http_status_code=400,
+            expected_params={"QueueName": SYNC.dlq},
+        )
+        assert redrive.main(["--stage", "prod"]) == 1
+        stubber.assert_no_pending_responses()
+    out, err = capsys.readouterr()
+    assert "moved 2 from jsync-prod-events-dlq.fifo to jsync-prod-events.fifo" in out
+    assert err.strip() == "redrive: queue jsync-prod-sync-dlq.fifo does not exist; deploy the stage again to create it"
 
 
 def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
@@ -282,6 +351,7 @@ def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
         stub_task(stubber, EVENTS, failed)
         stub_queues(stubber, COMMITS, waiting=2)  # a failure in one queue does not stop the other
         stub_task(stubber, COMMITS, done)
+        stub_queues(stubber, SYNC, waiting=0)
         assert redrive.main(["--stage", "prod"]) == 1
         stubber.assert_no_pending_responses()
     out, err = capsys.readouterr()
@@ -385,6 +455,7 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
         assert done.stdout.splitlines() == [
             "moved 1 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
             "jsync-local-commits-dlq.fifo is empty; nothing to move",
+            "jsync-local-sync-dlq.fifo is empty; nothing to move",
             "done: 1 messages moved",
         ]
         stack.wait_idle()
