@@ -56,8 +56,14 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         jobs.save(store, job)
         return
     jira = JiraClient(credentials.url, credentials.email, credentials.token)
-    budget = context.get_remaining_time_in_millis() / 1000 - _MARGIN_SECONDS if context else _LOCAL_BUDGET_SECONDS
-    deadline = time.monotonic() + budget
+    deadline = time.monotonic() + _LOCAL_BUDGET_SECONDS
+
+    def out_of_time() -> bool:
+        # Asked after every page, so a deadline that moves closer (the local stack stopping) is seen in time.
+        if context is not None:
+            return bool(context.get_remaining_time_in_millis() < _MARGIN_SECONDS * 1000)
+        return time.monotonic() > deadline
+
     queues = services.queues()
     reconciler = Reconciler(
         store,
@@ -67,7 +73,7 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         settings.sync_lookback_minutes,
     )
     try:
-        done = reconciler.run(job, lambda: time.monotonic() > deadline)
+        done = reconciler.run(job, out_of_time)
     except JiraRateLimited as limited:
         logger.warning("Jira rate limit outlasted our retries", extra={"job_id": job["job_id"]})
         _retry_later(record, limited.retry_after)

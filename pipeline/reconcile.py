@@ -166,11 +166,27 @@ class Reconciler:
         if not ids:
             return
         changelogs = self._guarded(lambda: self.jira.bulk_changelogs(ids))
-        for issue in issues:
-            issue_id = str(issue["id"])
-            updated = _ms((issue.get("fields") or {}).get("updated"))
-            if self._needs_work(issue_id, updated, changelogs.get(issue_id, [])):
-                self._reconcile_issue(job, issue_id)
+        wanted = [
+            str(issue["id"])
+            for issue in issues
+            if self._needs_work(
+                str(issue["id"]),
+                _ms((issue.get("fields") or {}).get("updated")),
+                changelogs.get(str(issue["id"]), []),
+            )
+        ]
+        # Every document first, then their changelogs in one call: an edit in between shows as an entry newer
+        # than its document, which the rebuild leaves for the next run, never as a document ahead of its entries.
+        documents: dict[str, dict[str, Any]] = {}
+        for issue_id in wanted:
+            found = self._read_issue(job, issue_id)
+            if found is not None:
+                documents[issue_id] = found
+        if not documents:
+            return
+        fresh = self._guarded(lambda: self.jira.bulk_changelogs(list(documents)))
+        for issue_id, current in documents.items():
+            self._feed_missing(job, issue_id, current, fresh.get(issue_id, []))
 
     def _needs_work(self, issue_id: str, jira_updated: int | None, histories: list[dict[str, Any]]) -> bool:
         """JSync lacks the issue, a changelog entry of it, or a later edit (one without a changelog entry)."""
@@ -190,25 +206,39 @@ class Reconciler:
 
     def _reconcile_issue(self, job: dict[str, Any], issue_id: str) -> bool:
         """Feed every change of one issue that JSync lacks. False if Jira refused (the issue stays pending)."""
+        current = self._read_issue(job, issue_id)
+        if current is None:
+            return issue_id not in {e["issue_id"] for e in job["errors"]}
         try:
-            # The issue first, then its changelog: an edit in between then shows as an entry newer than the
-            # document, which the rebuild leaves for the next run, never as a document ahead of its entries.
-            current = self.jira.issue(issue_id, api=2)
-            histories = self.jira.changelog(issue_id)
-        except IssueGone:
-            self._gone(job, issue_id)
-            return True
-        except IssueHidden:
-            self._hidden(job, issue_id)
-            return True
+            histories = self.jira.changelog(issue_id)  # after the document, for the reason _reconcile_page gives
+        except (IssueGone, IssueHidden):
+            return True  # gone between the two reads: the next run sees it as such
         except JiraError as exc:
             return self._issue_error(job, issue_id, exc)
+        self._feed_missing(job, issue_id, current, histories)
+        return True
+
+    def _read_issue(self, job: dict[str, Any], issue_id: str) -> dict[str, Any] | None:
+        """The issue as a webhook shows it (REST v2), or None after recording it as deleted, hidden or failed."""
+        try:
+            return self.jira.issue(issue_id, api=2)
+        except IssueGone:
+            self._gone(job, issue_id)
+        except IssueHidden:
+            self._hidden(job, issue_id)
+        except JiraError as exc:
+            self._issue_error(job, issue_id, exc)
+        return None
+
+    def _feed_missing(
+        self, job: dict[str, Any], issue_id: str, current: dict[str, Any], histories: list[dict[str, Any]]
+    ) -> None:
         self.lookup.seed(current)
         events = rebuild(current, histories, self.lookup)
         latest = self.store.latest(issue_id)
         state = latest.data if latest else None
         if state and state.get("deleted"):
-            return True
+            return
         recorded = self.store.recorded_entries(issue_id)
         fed = [event for event in events if event.key not in recorded]
         for event in fed:
@@ -217,7 +247,6 @@ class Reconciler:
         if fed_count:
             job["changes_fed"] += fed_count
             job["issues_changed"] += 1
-        return True
 
     def _refresh(
         self,

@@ -12,9 +12,9 @@ from typing import Any
 
 from dulwich.repo import Repo
 
-from functions import committer, ingest, writer
+from functions import committer, ingest, reconcile, writer
 from local.poller import Poller
-from pipeline import services
+from pipeline import jobs, services
 from pipeline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -91,6 +91,9 @@ class Pipeline:
         url = lambda name: sqs.get_queue_url(QueueName=name)["QueueUrl"]  # noqa: E731
         self.writer = Poller("writer", sqs, url(settings.events_queue), writer.lambda_handler, retry_delay=0)
         self.committer = Poller("committer", sqs, url(settings.commits_queue), committer.lambda_handler, retry_delay=0)
+        self.reconciler = Poller(
+            "reconcile", sqs, url(settings.sync_queue), reconcile.lambda_handler, retry_delay=0, timeout=900
+        )
 
     def deliver(
         self, body: bytes, identifier: str | None = None, content_type: str = "application/json", **headers: str
@@ -103,17 +106,27 @@ class Pipeline:
         return response
 
     def drain(self, max_rounds: int = 200) -> None:
-        """Run the writer, then the committer, until both queues are empty."""
+        """Run reconcile steps, the writer, then the committer, until every queue is empty."""
         for _ in range(max_rounds):
-            handled = self.writer.poll_once() + self.committer.poll_once()
+            handled = self.reconciler.poll_once() + self.writer.poll_once() + self.committer.poll_once()
             if handled == 0 and self.depth() == 0:
                 return
         raise AssertionError("queues did not drain")
 
+    def sync(self, project: str | None = None, since_ms: int | None = None) -> dict[str, Any]:
+        """Start a reconcile job as POST /api/v1/sync does, run everything to the end, return the job record."""
+        now = int(time.time() * 1000)
+        job = jobs.create(services.store(), jobs.new_job(jobs.new_job_id(now), "api", project, since_ms, now))
+        services.queues().send_sync({"job_id": job["job_id"], "step": 0})
+        self.drain()
+        found = jobs.load(services.store(), job["job_id"])
+        assert found is not None
+        return found
+
     def depth(self, *names: str) -> int:
         sqs = services.aws("sqs")
         total = 0
-        for name in names or (self.settings.events_queue, self.settings.commits_queue):
+        for name in names or (self.settings.events_queue, self.settings.commits_queue, self.settings.sync_queue):
             url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
             attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
             total += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])

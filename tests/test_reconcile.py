@@ -1,0 +1,229 @@
+"""Reconcile end to end: a seeded fake Jira, its webhooks delivered with some dropped, then `sync` through the real
+reconcile, writer and committer handlers against the moto server and a bare git remote."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline import reader, services
+from pipeline.snapshot import canonical_json, git_path, issue_document
+from pipeline.store import pending_key
+from tests.conftest import fresh_environment
+from tests.fakejira import EMAIL, TOKEN, USERS, FakeJira, JiraModel, ModelWebhook
+from tests.harness import Pipeline
+
+
+def point_at(fake: FakeJira, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JSYNC_JIRA_URL", fake.base_url)
+    monkeypatch.setenv("JSYNC_JIRA_EMAIL", EMAIL)
+    monkeypatch.setenv("JSYNC_JIRA_TOKEN", TOKEN)
+
+
+@pytest.fixture
+def model() -> JiraModel:
+    return JiraModel(seed=11, issues=16, max_changes=6)
+
+
+@pytest.fixture
+def fake(model: JiraModel) -> Iterator[FakeJira]:
+    with FakeJira(model) as server:
+        yield server
+
+
+@pytest.fixture
+def synced(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeJira) -> Iterator[Pipeline]:
+    point_at(fake, monkeypatch)
+    yield Pipeline(fresh_environment(moto_endpoint, tmp_path, monkeypatch))
+    services.reset()
+
+
+def deliver(pipeline: Pipeline, hooks: list[ModelWebhook]) -> None:
+    for hook in hooks:
+        answer = pipeline.deliver(hook.body, identifier=hook.identifier)
+        assert answer["statusCode"] == 202, answer
+    pipeline.drain()
+
+
+def entries(pipeline: Pipeline, issue_id: str) -> list[str]:
+    """The changelog entries an issue's snapshots record, in event order: `created`, then changelog ids."""
+    found: list[tuple[int, int, str]] = []
+    for key in pipeline.keys(f"snapshots/{issue_id}/"):
+        snapshot = json.loads(services.store().get_bytes(key))
+        capture = snapshot["capture"]
+        if capture["event_type"] == "jira:issue_created":
+            found.append((capture["event_time"], 0, "created"))
+        elif capture["changelog"]:
+            found.append((capture["event_time"], int(capture["changelog"]["id"]), str(capture["changelog"]["id"])))
+    return [entry for _, _, entry in sorted(found)]
+
+
+def commits_of(pipeline: Pipeline, issue_id: str) -> list[Any]:
+    return [c for c in reversed(pipeline.commits()) if c.trailers.get("Jira-Issue-Id") == issue_id]
+
+
+def committed_entries(pipeline: Pipeline, issue_id: str) -> list[str]:
+    out = []
+    for commit in commits_of(pipeline, issue_id):
+        if commit.trailers.get("Jira-Event") == "jira:issue_created":
+            out.append("created")
+        elif "Jira-Changelog-Id" in commit.trailers:
+            out.append(commit.trailers["Jira-Changelog-Id"])
+    return out
+
+
+def assert_matches_jira(pipeline: Pipeline, model: JiraModel) -> None:
+    for issue in model.visible_issues():
+        current = issue_document(model.issue_json(issue.id, api=2))
+        state = pipeline.latest(issue.id)
+        assert state is not None, f"{issue.key} not captured"
+        assert state["issue"] == current, issue.key
+        assert pipeline.git_file(git_path(issue.key, issue.id)) == canonical_json(current), issue.key
+        assert entries(pipeline, issue.id) == ["created", *(h.id for h in issue.histories)], issue.key
+
+
+def test_dropped_webhooks_are_recovered_and_a_second_run_adds_nothing(synced: Pipeline, model: JiraModel) -> None:
+    # Given every webhook but a third of them, delivered in order
+    hooks = model.webhooks()
+    rng = random.Random(5)
+    dropped = {h.identifier for h in hooks if rng.random() < 0.35}
+    deliver(synced, [h for h in hooks if h.identifier not in dropped])
+
+    # When reconcile runs
+    job = synced.sync()
+
+    # Then S3, history and git hold Jira's state and every changelog entry
+    assert job["state"] == "succeeded", job
+    assert job["changes_fed"] == len(dropped)
+    assert_matches_jira(synced, model)
+    for issue in model.visible_issues():
+        mine = [h for h in hooks if h.issue_id == issue.id]
+        kept = [h.identifier not in dropped for h in mine]
+        if kept == sorted(kept, reverse=True):  # only a tail was lost: git can replay it entry for entry
+            expected = ["created", *(h.id for h in issue.histories)]
+            assert committed_entries(synced, issue.id) == expected, issue.key
+        history = synced_history(synced, issue.id)
+        assert [item["event"] for item in history][-1] == "jira:issue_created"
+        assert len(history) == len(issue.histories) + 1
+    fed = [json.loads(services.store().get_bytes(k)) for k in synced.keys("snapshots/")]
+    assert {s["capture"]["source"] for s in fed} == {"webhook", "reconcile"}
+
+    # And a second run finds nothing to do
+    snapshots, commits = synced.keys("snapshots/"), len(synced.commits())
+    again = synced.sync()
+    assert again["state"] == "succeeded" and again["changes_fed"] == 0, again
+    assert synced.keys("snapshots/") == snapshots
+    assert len(synced.commits()) == commits
+
+
+def synced_history(pipeline: Pipeline, issue_id: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = reader.history(services.store(), issue_id, 50, cursor)
+        items += page.items
+        cursor = page.next_cursor
+        if not cursor:
+            return items
+
+
+def test_an_instance_seen_first_by_reconcile_gets_one_commit_per_changelog_entry(
+    synced: Pipeline, model: JiraModel
+) -> None:
+    job = synced.sync()
+
+    assert job["state"] == "succeeded", job
+    assert job["issues_scanned"] == len(model.issues)
+    assert_matches_jira(synced, model)
+    for issue in model.visible_issues():
+        commits = commits_of(synced, issue.id)
+        assert committed_entries(synced, issue.id) == ["created", *(h.id for h in issue.histories)], issue.key
+        # Author and time come from the changelog entry
+        for commit, history in zip(commits[1:], issue.histories, strict=True):
+            assert commit.author_time == history.created_ms // 1000
+            name = next(u[1] for u in USERS if u[0] == history.author)
+            assert commit.author.startswith(name), (commit.author, name)
+
+
+def test_deleted_and_hidden_issues_are_told_apart(synced: Pipeline, model: JiraModel) -> None:
+    deliver(synced, model.webhooks())
+    gone, hidden = sorted(model.issues)[:2]
+    gone_key = model.issues[gone].key
+    model.delete(gone)  # its webhook is lost
+    model.hide(hidden)
+
+    job = synced.sync()
+
+    assert job["deletes_found"] == 1
+    assert [item["id"] for item in job["deleted"]] == [gone]
+    assert [item["id"] for item in job["not_visible"]] == [hidden]
+    assert synced.latest(gone)["deleted"] is True
+    assert synced.git_file(git_path(gone_key, gone)) is None
+    hidden_state = synced.latest(hidden)
+    assert hidden_state is not None and not hidden_state["deleted"]
+    assert synced.git_file(git_path(model.issues[hidden].key, hidden)) is not None
+    # A second run records no second deletion
+    assert synced.sync()["deletes_found"] == 0
+
+
+def test_rate_limits_are_waited_out_and_other_refusals_are_reported(
+    synced: Pipeline, model: JiraModel, fake: FakeJira
+) -> None:
+    fake.inject(429, times=2, retry_after=0.05, path="/rest/api/3/search/jql")
+    broken = sorted(model.issues)[3]
+    fake.inject(400, times=1, retry_after=None, path=f"/rest/api/2/issue/{broken}")
+
+    job = synced.sync()
+
+    assert [r.status for r in fake.requests if r.path == "/rest/api/3/search/jql"][:3] == [429, 429, 200]
+    assert job["state"] == "finished_with_errors", job
+    assert [(e["issue_id"], e["status"]) for e in job["errors"]] == [(broken, 400)]
+    assert synced.latest(broken) is None
+    assert synced.keys(pending_key(broken))  # kept for the next run
+
+    # The next run picks it up
+    assert synced.sync()["state"] == "succeeded"
+    assert_matches_jira(synced, model)
+
+
+def test_a_webhook_too_big_to_accept_is_captured_by_the_next_reconcile(synced: Pipeline, model: JiraModel) -> None:
+    issue_id = sorted(model.issues)[0]
+    hook = model.webhooks(issue_id)[0]
+    payload = json.loads(hook.body)
+    payload["issue"]["fields"]["environment"] = "x" * (6 * 1024 * 1024)
+    answer = synced.deliver(json.dumps(payload).encode(), identifier=hook.identifier)
+    assert answer["statusCode"] == 413
+    assert issue_id in answer["json"]["detail"]
+    assert synced.keys(pending_key(issue_id))
+
+    # Reconcile scoped to another project still takes the pending issue
+    other = next(p for p in model.projects if p != model.issues[issue_id].project)
+    job = synced.sync(project=other)
+    assert job["state"] == "succeeded", job
+    assert synced.latest(issue_id) is not None
+    assert not synced.keys(pending_key(issue_id))
+
+
+def test_without_credentials_a_job_fails_with_a_clear_message(
+    synced: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JSYNC_JIRA_TOKEN")
+    services.reset()
+    job = Pipeline(synced.settings).sync()
+    assert job["state"] == "failed"
+    assert "token" in job["message"] and "JSYNC_JIRA_TOKEN" in job["message"]
+
+
+def test_wrong_credentials_fail_the_job_without_leaking_the_token(
+    synced: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JSYNC_JIRA_TOKEN", "not-the-token-xyz")
+    services.reset()
+    job = Pipeline(synced.settings).sync()
+    assert job["state"] == "failed"
+    assert "401" in job["message"] and "not-the-token-xyz" not in json.dumps(job)
