@@ -57,12 +57,12 @@ def _depth(sqs: Any, name: str) -> int:
 
 
 def _queues(settings: Settings, sqs: Any) -> Check:
-    depths = {name: _depth(sqs, name) for name in (settings.events_queue, settings.commits_queue)}
+    depths = {name: _depth(sqs, name) for name in (settings.events_queue, settings.commits_queue, settings.sync_queue)}
     return Check(True, ", ".join(f"{n}: {d} waiting" for n, d in depths.items()))
 
 
 def _dead_letters(settings: Settings, sqs: Any) -> Check:
-    depths = {name: _depth(sqs, name) for name in (settings.events_dlq, settings.commits_dlq)}
+    depths = {name: _depth(sqs, name) for name in (settings.events_dlq, settings.commits_dlq, settings.sync_dlq)}
     stuck = {n: d for n, d in depths.items() if d}
     if stuck:
         listed = ", ".join(f"{n}: {d}" for n, d in stuck.items())

@@ -95,7 +95,7 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
     assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue"}, set())
     assert touched("CommitterRole") == ({"CommitsQueue"}, {"git-token"})
     api_queues, api_secrets = touched("ApiRole")
-    assert api_queues == {*QUEUES} - {"SyncDeadLetterQueue"}
+    assert api_queues == {*QUEUES}  # health reads every queue's depth, dead letters included
     # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
     assert api_secrets == {"api-keys", "git-token"}
     assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
@@ -112,7 +112,7 @@ def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any])
             if a.startswith("sqs:")
         }
 
-    assert sqs_actions("ApiRole", "SyncQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl"}
+    assert sqs_actions("ApiRole", "SyncQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl", "sqs:GetQueueAttributes"}
     assert sqs_actions("ReconcileRole", "SyncQueue") == {
         "sqs:ReceiveMessage",
         "sqs:DeleteMessage",
@@ -127,13 +127,12 @@ def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any])
         "s3:GetObject": {"latest/*", "snapshots/*", "index/*", "sync/jobs/*"},
         "s3:PutObject": {"sync/jobs/*"},
     }
-    # Reconcile feeds the writer: it never writes snapshots or the committer's git state.
-    owned = {"latest/*", "index/*", "sync/*", "raw/*"}
+    # Reconcile feeds the writer: it reads what JSync holds and writes only its jobs and raw copies of big feeds.
     assert s3_grants(resources, "ReconcileRole") == {
         "s3:ListBucket": {""},
-        "s3:GetObject": owned,
-        "s3:PutObject": owned,
-        "s3:DeleteObject": owned,
+        "s3:GetObject": {"latest/*", "index/*", "sync/*"},
+        "s3:PutObject": {"sync/*", "raw/*"},
+        "s3:DeleteObject": {"sync/*"},
     }
     jira_readers = [
         role
