@@ -17,34 +17,16 @@ import pytest
 
 from local import sync
 from local.stack import free_port
+from pipeline import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "sync-20261125T101500Z-1a2b3c4d"
 
 
 def job(**fields: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "job_id": JOB,
-        "state": "running",
-        "trigger": "api",
-        "project": "OPS",
-        "since": None,
-        "phase": "search",
-        "requested_at": "2026-11-25T10:15:00.000Z",
-        "started_at": "2026-11-25T10:15:01.000Z",
-        "finished_at": None,
-        "elapsed_seconds": None,
-        "pages_scanned": 0,
-        "issues_scanned": 0,
-        "issues_estimated": None,
-        "issues_changed": 0,
-        "changes_fed": 0,
-        "deletes_found": 0,
-        "not_visible": [],
-        "deleted": [],
-        "errors": [],
-        "message": None,
-    }
+    """A job as GET /api/v1/sync/{id} shows it: the record the API really serves, then the fields given."""
+    base = jobs.public(jobs.new_job(JOB, "api", "OPS", None, 1_764_065_700_000))
+    base.update(state="running", phase="search", started_at="2026-11-25T10:15:01.000Z")
     return {**base, **fields}
 
 
