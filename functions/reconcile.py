@@ -16,8 +16,9 @@ from pipeline.reconcile import Reconciler
 from pipeline.settings import SecretUnavailable, get_settings
 
 logger = Logger(service="jsync-reconcile")
-_MARGIN_SECONDS = 60  # left for saving progress and queueing the next step before Lambda stops us
+_MARGIN_SECONDS = 120  # a page in hand may still need its reads and sends; then progress is saved, the next step queued
 _LOCAL_BUDGET_SECONDS = 600  # the local stack has no deadline; steps stay Lambda-sized anyway
+_MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -49,6 +50,8 @@ def run_step(record: dict[str, Any], context: Any) -> None:
             return
         if int(message.get("step") or 0) < int(job.get("step") or 0):
             return  # a duplicate of a step already continued elsewhere
+    if job["state"] in jobs.TERMINAL:
+        return  # a late copy of a finished job's message: the record stays as the job ended
     try:
         credentials = settings.jira_credentials()
     except SecretUnavailable as missing:
@@ -80,9 +83,13 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         raise
     logger.info("reconcile step", extra={k: job[k] for k in ("job_id", "state", "phase", "changes_fed")})
     if not done:
-        job["step"] = int(job.get("step") or 0) + 1
+        # The next step is queued before it is recorded. The other way round, a failed send left the job at a step
+        # this message's retry takes for a duplicate and drops: `running` for good, with nothing to carry it on.
+        # This way a retry runs this step again (its progress is saved) and sends the same body, deduplicated.
+        following = int(job.get("step") or 0) + 1
+        queues.send_sync({"job_id": job["job_id"], "step": following})
+        job["step"] = following
         jobs.save(store, job)
-        queues.send_sync({"job_id": job["job_id"], "step": job["step"]})
 
 
 def _retry_later(record: dict[str, Any], seconds: float | None) -> None:
@@ -93,4 +100,6 @@ def _retry_later(record: dict[str, Any], seconds: float | None) -> None:
     name = source.rsplit(":", 1)[-1]
     sqs = services.aws("sqs")
     url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=int(max(30, seconds or 60)))
+    # SQS refuses more than 12 hours, and the call's error would hide the rate limit it is about.
+    wait = int(min(_MAX_VISIBILITY_SECONDS, max(30, seconds or 60)))
+    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=wait)

@@ -152,7 +152,7 @@ class LocalStack:
             url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
             self.pollers.append(Poller(name, sqs, url, handler, self.retry_delay, receive_lock=locks[queue]))
         # One reconcile at a time, as deployed. Its context counts down from the queue's visibility timeout, so
-        # the handler stops ~60 s before and continues in a new message; on stop it is abandoned after a short
+        # the handler stops ~2 min before and continues in a new message; on stop it is abandoned after a short
         # grace: its message goes back to the queue and the job resumes from the progress it saved.
         self.pollers.append(
             Poller(

@@ -8,6 +8,7 @@ the writer keeps one capture per changelog entry whichever source brought it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -19,12 +20,12 @@ from pipeline import jobs
 from pipeline.jira import IssueGone, IssueHidden, JiraClient, JiraError, JiraRateLimited, project_clause
 from pipeline.messages import QueuedEvent
 from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
-from pipeline.snapshot import Order, issue_document
+from pipeline.snapshot import Order, canonical_json, issue_document
 from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, project_prefix, raw_key
 
 log = logging.getLogger(__name__)
 
-SEARCH_PAGE = 100
+SEARCH_PAGE = 50  # a page (reads, rebuilds, sends) is one unit of work: it must fit well inside a step's margin
 PENDING_BATCH = 25
 _MAX_REPORTED = 200  # errors, deletions and hidden issues listed in a job; the counts stay exact
 _SEARCH_FIELDS = ["key", "updated", "project"]
@@ -44,9 +45,12 @@ class Reconciler:
     now_ms: Callable[[], int]
     lookback_minutes: int = 30
     lookup: Lookup = field(init=False)
+    # Issues Jira refused in this step: they stay pending however full the job's error list is.
+    _refused: set[str] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self.lookup = Lookup(self.jira.lookup)
+        self._out_of_time: Callable[[], bool] = lambda: False
 
     # --- the job ----------------------------------------------------------------------------------
 
@@ -54,8 +58,11 @@ class Reconciler:
         """Advance the job until it ends (True) or time runs out (False: carry on in another step)."""
         if job["state"] in jobs.TERMINAL:
             return True
+        self._out_of_time = out_of_time
         if job["state"] == "queued":
             self._start(job)
+        else:
+            job["message"] = None  # what stopped the last step (a rate limit, an outage) is over: we are running
         steps = {"pending": self._pending_step, "search": self._search_step, "census": self._census_step}
         try:
             while job["phase"] != "done":
@@ -67,8 +74,11 @@ class Reconciler:
         except JobFailed as failed:
             self._finish(job, failed=str(failed))
             return True
-        except JiraRateLimited as limited:
-            job["message"] = f"Jira is rate limiting; the job resumes where it stopped. {limited.message}"
+        except JiraError as retry:  # only retryable ones get here: _fatal_or_retry turned the rest into JobFailed
+            if isinstance(retry, JiraRateLimited):
+                job["message"] = f"Jira is rate limiting; the job resumes where it stopped. {retry.message}"
+            else:
+                job["message"] = f"Jira did not answer; the step is retried from where it stopped. {retry.message}"
             jobs.save(self.store, job)
             raise
         self._finish(job)
@@ -122,6 +132,10 @@ class Reconciler:
             if self._reconcile_issue(job, issue_id):
                 self.store.delete(key)
             resume["pending_after"] = key
+            # The search would feed (and count) it again while the writer has yet to capture what we fed.
+            resume.setdefault("pending_done", []).append(issue_id)
+            if self._out_of_time():
+                return
 
     def _search_step(self, job: dict[str, Any]) -> None:
         resume = job["resume"]
@@ -146,22 +160,38 @@ class Reconciler:
             job["phase"] = "done"
             return
         project = resume["projects"][resume["project_index"]]
+        vanished: list[str] | None = resume.get("vanished")
+        if vanished is None:
+            resume["vanished"] = vanished = self._vanished(project)
+            if vanished:
+                # The census is one unit and each read of what it lacks another: a deleted project lacks
+                # thousands, more than one Lambda can read, and a unit that never ends never saves.
+                return
+        while vanished:
+            self._check_vanished(job, vanished.pop(0))
+            if vanished and self._out_of_time():
+                return
+        del resume["vanished"]
+        resume["project_index"] += 1
+
+    def _vanished(self, project: str) -> list[str]:
+        """The issues JSync lists in the project that Jira's census of it lacks."""
         try:
             present = self.jira.census(project)
         except JiraError as exc:
             if exc.status != 400 or isinstance(exc, JiraRateLimited):
                 raise self._fatal_or_retry(exc) from None
-            # Jira refuses JQL naming a project that no longer exists: every issue we hold there is checked below.
+            # Jira refuses JQL naming a project that no longer exists: every issue we hold there is checked.
             present = set()
         prefix = project_prefix(project) + "issues/"
         held = {int(k[len(prefix) :].removesuffix(".json")) for k in self.store.all_keys(prefix)}
-        for issue_id in sorted(str(i) for i in held if str(i) not in present):
-            self._check_vanished(job, issue_id)
-        resume["project_index"] += 1
+        return [str(i) for i in sorted(held) if str(i) not in present]
 
     # --- one page, one issue ----------------------------------------------------------------------
 
     def _reconcile_page(self, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
+        done = set(job["resume"].get("pending_done") or [])
+        issues = [issue for issue in issues if str(issue["id"]) not in done]
         ids = [str(issue["id"]) for issue in issues]
         if not ids:
             return
@@ -208,7 +238,7 @@ class Reconciler:
         """Feed every change of one issue that JSync lacks. False if Jira refused (the issue stays pending)."""
         current = self._read_issue(job, issue_id)
         if current is None:
-            return issue_id not in {e["issue_id"] for e in job["errors"]}
+            return issue_id not in self._refused  # deleted or hidden is an answer; a refusal is not
         try:
             histories = self.jira.changelog(issue_id)  # after the document, for the reason _reconcile_page gives
         except (IssueGone, IssueHidden):
@@ -243,7 +273,8 @@ class Reconciler:
         fed = [event for event in events if event.key not in recorded]
         for event in fed:
             self._feed(issue_id, f"rc-{issue_id}-{event.key}", event.payload)
-        fed_count = len(fed) + self._refresh(issue_id, current, events, fed, state)
+        behind = _behind(current, state, histories, recorded)
+        fed_count = len(fed) + (0 if behind else self._refresh(issue_id, current, events, fed, state))
         if fed_count:
             job["changes_fed"] += fed_count
             job["issues_changed"] += 1
@@ -278,7 +309,9 @@ class Reconciler:
             "issue": current,
         }
         updated = _ms((current.get("fields") or {}).get("updated")) or at
-        self._feed(issue_id, f"rc-{issue_id}-u{updated}", payload)
+        # Two edits without a changelog entry can share an `updated`; the document tells them apart.
+        digest = hashlib.sha256(canonical_json(issue_document(current))).hexdigest()[:12]
+        self._feed(issue_id, f"rc-{issue_id}-u{updated}-{digest}", payload)
         return 1
 
     def _check_vanished(self, job: dict[str, Any], issue_id: str) -> None:
@@ -301,9 +334,15 @@ class Reconciler:
         if latest is None or latest.data.get("deleted"):
             return
         doc = latest.data.get("issue") or {"id": issue_id}
-        # Jira says only that the issue is gone, not when or by whom: the deletion is dated when we found it.
-        payload = {"timestamp": self.now_ms(), "webhookEvent": "jira:issue_deleted", "issue": doc}
+        # Jira says only that the issue is gone, not when or by whom: the deletion is dated when this job started
+        # looking (just after the last change we hold, if that is later). Never the clock at this call: a retried
+        # step feeds it again, and another time would be another snapshot of the same deletion.
+        held = Order.from_list(latest.data.get("order") or latest.data["capture"]["order"]).time_ms
+        at = max(int(job["resume"].get("started_ms") or self.now_ms()), held + 1)
+        payload = {"timestamp": at, "webhookEvent": "jira:issue_deleted", "issue": doc}
         self._feed(issue_id, f"rc-{issue_id}-deleted", payload)
+        if any(item["id"] == issue_id for item in job["deleted"]):
+            return  # found again in the same job (pending, then census) before the writer captured it
         job["deletes_found"] += 1
         _report(job, "deleted", {"id": issue_id, "key": doc.get("key")})
 
@@ -318,6 +357,7 @@ class Reconciler:
             raise self._fatal_or_retry(exc)
         _report(job, "errors", {"issue_id": issue_id, "status": exc.status, "message": exc.message})
         self.store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": f"jira_{exc.status}"})
+        self._refused.add(issue_id)
         return False
 
     def _guarded(self, call: Callable[[], Any]) -> Any:
@@ -340,6 +380,24 @@ class Reconciler:
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         queued = QueuedEvent(event_id, now, "application/json", raw_key(event_id, now, "json"), body, "reconcile")
         self.send(queued, issue_id)
+
+
+def _behind(
+    current: dict[str, Any], state: dict[str, Any] | None, histories: list[dict[str, Any]], recorded: set[str]
+) -> bool:
+    """Whether JSync holds, or is capturing, a later change than `current`, the issue as we read it.
+
+    A refresh from `current` would then move latest/ (and git) back: the held document is later (an edit captured
+    after our read), or a changelog entry already claimed is later than the held document (its capture is in
+    flight, and brings its own document, so the refresh would only add a commit of its own).
+    """
+    held = _ms((((state or {}).get("issue") or {}).get("fields") or {}).get("updated"))
+    if held is None:
+        return False
+    read = _ms((current.get("fields") or {}).get("updated"))
+    if read is not None and read < held:
+        return True
+    return any((_ms(h.get("created")) or 0) > held for h in histories if str(h.get("id")) in recorded)
 
 
 def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
