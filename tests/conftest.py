@@ -15,6 +15,7 @@ from local.resources import create_resources
 from local.stack import LocalStack, free_port
 from pipeline import services
 from pipeline.settings import Settings, get_settings
+from tests.fakejira import FakeJira, JiraModel
 from tests.harness import Pipeline
 
 _CLEAN = ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_TOKEN", "JSYNC_PORT", "JSYNC_MOTO_PORT")
@@ -90,6 +91,13 @@ def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStac
     yield s
     s.stop()
     services.reset()
+
+
+@pytest.fixture
+def fake(model: JiraModel) -> Iterator[FakeJira]:
+    """The fake Jira serving the test module's own `model` fixture on loopback."""
+    with FakeJira(model) as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)

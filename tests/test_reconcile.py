@@ -31,12 +31,6 @@ def model() -> JiraModel:
 
 
 @pytest.fixture
-def fake(model: JiraModel) -> Iterator[FakeJira]:
-    with FakeJira(model) as server:
-        yield server
-
-
-@pytest.fixture
 def synced(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake: FakeJira) -> Iterator[Pipeline]:
     point_at(fake, monkeypatch)
     yield Pipeline(fresh_environment(moto_endpoint, tmp_path, monkeypatch))

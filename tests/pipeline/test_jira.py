@@ -40,12 +40,6 @@ def model() -> JiraModel:
 
 
 @pytest.fixture
-def fake(model: JiraModel) -> Iterator[FakeJira]:
-    with FakeJira(model) as server:
-        yield server
-
-
-@pytest.fixture
 def waits() -> list[float]:
     return []
 

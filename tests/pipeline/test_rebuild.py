@@ -4,7 +4,6 @@ the webhooks Jira sent (tests/fakejira.py's model knows every past state), and w
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,12 +21,6 @@ LOOKUP_PATHS = ("/rest/api/2/status/", "/rest/api/2/priority/", "/rest/api/2/pro
 @pytest.fixture
 def model() -> JiraModel:
     return JiraModel(seed=21, issues=12, max_changes=6)
-
-
-@pytest.fixture
-def fake(model: JiraModel) -> Iterator[FakeJira]:
-    with FakeJira(model) as server:
-        yield server
 
 
 @pytest.fixture
