@@ -162,6 +162,9 @@ class SyncJob(BaseModel):
     since: str | None
     phase: str = Field(description="queued, pending, search, census or done.")
     requested_at: str
+    updated_at: str = Field(
+        description="When the job last saved progress: a running job that stops updating is stuck (see the runbook)."
+    )
     started_at: str | None
     finished_at: str | None
     elapsed_seconds: float | None

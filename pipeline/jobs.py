@@ -35,6 +35,7 @@ def new_job(job_id: str, trigger: str, project: str | None, since_ms: int | None
         "since_ms": since_ms,
         "phase": "queued",
         "requested_at": iso(now_ms),
+        "updated_at": iso(now_ms),
         "started_at": None,
         "finished_at": None,
         "elapsed_seconds": None,
@@ -64,6 +65,8 @@ def load(store: Store, job_id: str) -> dict[str, Any] | None:
 
 
 def save(store: Store, job: dict[str, Any]) -> None:
+    # A `running` job whose updated_at stops moving is stuck (its step dead-lettered): readers can tell.
+    job["updated_at"] = iso(int(time.time() * 1000))
     store.put_json(job_key(job["job_id"]), job)
 
 

@@ -78,6 +78,7 @@ def test_a_sync_started_over_http_captures_jira_and_reports_its_progress(
     assert job["trigger"] == "api" and job["phase"] == "done"
     assert job["issues_scanned"] == job["issues_estimated"] == len(model.issues)
     assert job["pages_scanned"] >= 1 and job["elapsed_seconds"] is not None
+    assert job["requested_at"] <= job["started_at"] <= job["updated_at"] and job["finished_at"] <= job["updated_at"]
     assert job["changes_fed"] == sum(len(i.histories) + 1 for i in model.issues.values())
     for issue in model.visible_issues():
         r = api.get(f"/issues/{issue.key}")
