@@ -24,6 +24,7 @@ from local.poller import Poller
 from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
 from pipeline import services
 from pipeline.gitstore import redact
+from pipeline.reconcile import scheduled_run_due
 from pipeline.settings import SecretUnavailable, Settings, get_settings
 
 log = logging.getLogger("jsync.local")
@@ -112,6 +113,7 @@ class LocalStack:
         self.pollers: list[Poller] = []
         self._saver_stop = threading.Event()
         self._saver: threading.Thread | None = None
+        self._scheduled_at = 0.0
 
     @property
     def urls(self) -> Urls:
@@ -241,6 +243,19 @@ class LocalStack:
                 self.state.save_bucket(services.aws("s3"), self.settings.bucket)
             except Exception:
                 log.exception("background save failed; will try again")
+            self._schedule_reconcile()
+
+    def _schedule_reconcile(self) -> None:
+        """What the deployed EventBridge rule does: put `{"scheduled": true}` on the sync queue when a run is due."""
+        s, now = self.settings, time.time()
+        if not s.jira_configured or now - self._scheduled_at < s.sync_every_hours * 3600:
+            return
+        try:
+            if scheduled_run_due(services.store(), s.sync_every_hours, int(now * 1000)):
+                services.queues().send_sync({"scheduled": True})
+                self._scheduled_at = now  # the cursor moves only when the run ends: do not queue it twice
+        except Exception:
+            log.exception("could not queue the scheduled reconcile; will try again")
 
 
 def reconcile_status(settings: Settings) -> str:
@@ -251,7 +266,12 @@ def reconcile_status(settings: Settings) -> str:
         credentials = settings.jira_credentials()
     except SecretUnavailable as exc:  # its message names what is missing, never a value
         return f"off ({exc})"
-    return f"{redact(credentials.url)} as {credentials.email}"
+    every = (
+        f"every {settings.sync_every_hours:g} h after a first full `make sync`"
+        if settings.sync_every_hours > 0
+        else "on demand only (JSYNC_SYNC_EVERY_HOURS=0)"
+    )
+    return f"{redact(credentials.url)} as {credentials.email}, {every}"
 
 
 def _ensure_bare_remote(settings: Settings) -> None:

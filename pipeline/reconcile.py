@@ -400,6 +400,18 @@ def _behind(
     return any((_ms(h.get("created")) or 0) > held for h in histories if str(h.get("id")) in recorded)
 
 
+def scheduled_run_due(store: Store, every_hours: float, now_ms: int) -> bool:
+    """Whether a scheduled run is due: `every_hours` since the last complete run of every project began.
+
+    Never before a first complete run: a backfill of years is for someone to start on purpose (`make sync`).
+    """
+    if every_hours <= 0:
+        return False
+    found = store.read_json(SYNC_CURSOR)
+    last = (found.data.get("scopes") or {}).get("*") if found else None
+    return isinstance(last, int) and now_ms - last >= every_hours * 3_600_000
+
+
 def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
     if len(job[listing]) < _MAX_REPORTED:
         job[listing].append(item)

@@ -34,6 +34,7 @@ class Settings:
     port: int
     secrets: Secrets
     sync_lookback_minutes: int = 30
+    sync_every_hours: float = 24.0  # local stack's schedule (deployed: the EventBridge rule); 0 turns it off
 
     @property
     def webhook_secret(self) -> str | None:
@@ -204,6 +205,7 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         port=int(e.get("JSYNC_PORT", "8000")),
         secrets=Secrets({k: v for k, v in e.items() if k.startswith("JSYNC_")}, region),
         sync_lookback_minutes=int(e.get("JSYNC_SYNC_LOOKBACK_MINUTES", "30")),
+        sync_every_hours=float(e.get("JSYNC_SYNC_EVERY_HOURS", "24")),
     )
 
 

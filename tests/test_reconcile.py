@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from pipeline import reader, services
+from pipeline import jobs, reader, services
+from pipeline.reconcile import scheduled_run_due
 from pipeline.snapshot import canonical_json, git_path, issue_document
 from pipeline.store import pending_key
 from tests.conftest import fresh_environment
@@ -221,3 +222,18 @@ def test_wrong_credentials_fail_the_job_without_leaking_the_token(
     job = Pipeline(synced.settings).sync()
     assert job["state"] == "failed"
     assert "401" in job["message"] and "not-the-token-xyz" not in json.dumps(job)
+
+
+def test_a_scheduled_run_is_due_a_day_after_the_last_full_run_and_never_before_a_first(
+    synced: Pipeline, model: JiraModel
+) -> None:
+    store = services.store()
+    assert not scheduled_run_due(store, 24, now_ms=10**13)  # nothing ever ran: a backfill is started on purpose
+    job = synced.sync()
+    started = jobs.load(store, job["job_id"])["resume"]["started_ms"]
+    assert not scheduled_run_due(store, 24, started + 23 * 3_600_000)
+    assert scheduled_run_due(store, 24, started + 24 * 3_600_000)
+    assert not scheduled_run_due(store, 0, started + 10**9)  # 0: on demand only
+    # A run of one project is not a run of every project
+    synced.sync(project=model.projects[0])
+    assert scheduled_run_due(store, 24, started + 24 * 3_600_000)

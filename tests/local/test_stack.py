@@ -189,7 +189,7 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
         banner = "".join(lines)
         assert "webhook:" in banner and "/webhook" in banner and "API docs:" in banner
         if sig == signal.SIGTERM:
-            assert "  reconcile:  https://x.atlassian.net as a@b\n" in banner
+            assert "  reconcile:  https://x.atlassian.net as a@b, every 24 h after a first full `make sync`\n" in banner
         else:
             assert "  reconcile:  off (set JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL, JSYNC_JIRA_TOKEN)\n" in banner
         url = f"http://127.0.0.1:{env['JSYNC_PORT']}/webhook"
