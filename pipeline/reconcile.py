@@ -97,7 +97,12 @@ class Reconciler:
         # An unquoted number is epoch ms: exact, in no time zone (a quoted date is minutes in the caller's zone).
         clauses.append(f"updated >= {bound or 0}")
         job.update(state="running", phase="pending", started_at=jobs.iso(now), message=None)
-        job["resume"] = {"started_ms": now, "jql": " AND ".join(clauses) + " ORDER BY id ASC", "token": None}
+        job["resume"] = {
+            "started_ms": now,
+            "bound_ms": bound or 0,
+            "jql": " AND ".join(clauses) + " ORDER BY id ASC",
+            "token": None,
+        }
         jobs.save(self.store, job)
 
     def _finish(self, job: dict[str, Any], failed: str | None = None) -> None:
@@ -317,7 +322,7 @@ class Reconciler:
     def _check_vanished(self, job: dict[str, Any], issue_id: str) -> None:
         """An issue we list that the census lacks: deleted (404), hidden from us (403), or moved on (200)."""
         try:
-            self.jira.issue(issue_id, fields=["key", "updated", "project"], api=2)
+            found = self.jira.issue(issue_id, fields=["key", "updated", "project"], api=2)
         except IssueGone:
             self._gone(job, issue_id)
             return
@@ -326,6 +331,11 @@ class Reconciler:
             return
         except JiraError as exc:
             self._issue_error(job, issue_id, exc)
+            return
+        updated = _ms((found.get("fields") or {}).get("updated"))
+        if not job["project"] and updated is not None and updated >= int(job["resume"].get("bound_ms") or 0):
+            # Moved to another project after the bound: this job's search (of every project) read it already,
+            # and what it fed may not be captured yet, so reading it again would only feed it twice.
             return
         self._reconcile_issue(job, issue_id)
 

@@ -237,3 +237,16 @@ def test_a_scheduled_run_is_due_a_day_after_the_last_full_run_and_never_before_a
     # A run of one project is not a run of every project
     synced.sync(project=model.projects[0])
     assert scheduled_run_due(store, 24, started + 24 * 3_600_000)
+
+
+def test_an_issue_moved_out_of_a_project_is_fed_once_not_again_by_that_projects_census(
+    synced: Pipeline, model: JiraModel
+) -> None:
+    deliver(synced, model.webhooks())
+    issue_id = sorted(model.issues)[0]
+    model.add_change(issue_id, kind="move")  # its webhook is lost
+
+    job = synced.sync()
+
+    assert (job["state"], job["changes_fed"], job["issues_changed"]) == ("succeeded", 1, 1), job
+    assert_matches_jira(synced, model)
