@@ -1,8 +1,9 @@
-"""`python -m bench [--sizes 1000,10000,100000] [--quick]`: every benchmark of issue 6, one table, JSON beside it.
+"""`python -m bench [--sizes 1000,10000,100000] [--quick] [--only SECTION,...]`: every benchmark of issues 6 and 7, one
+table, JSON beside it.
 
 Bounded in count and time, loopback only: a local git http-backend serves generated repositories from tmpfs, the
 committer and the local stack push to it with a token. Figures only: the exit status says whether the benchmarks
-ran, never whether a target was met.
+ran, never whether a target was met. Reconcile (issue 7) runs against a fake Jira on loopback and its own moto server.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import committer, endtoend, repos
+from bench import committer, endtoend, reconcile, repos
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.report import machine, render, targets
 from pipeline.gitstore import redact
@@ -27,6 +28,9 @@ from pipeline.gitstore import redact
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (200,)
 CLI_MAX_FILES = 10_000  # the git-CLI-per-event plan takes seconds per event beyond this
+# committer: generated repositories, the committer and its cold start; e2e: the local stack end to end, ingest and
+# API; reconcile: backfill, catch-up and idle re-run against a fake Jira.
+SECTIONS = ("committer", "e2e", "reconcile")
 
 
 @dataclass(frozen=True)
@@ -51,7 +55,7 @@ def log(started: float, text: str) -> None:
     print(f"[{time.perf_counter() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
 
 
-def run(sizes: list[int], quick: bool) -> dict[str, Any]:
+def run(sizes: list[int], quick: bool, sections: tuple[str, ...] = SECTIONS) -> dict[str, Any]:
     plan = QUICK if quick else FULL
     started = time.perf_counter()
     token = secrets.token_hex(16)
@@ -60,6 +64,7 @@ def run(sizes: list[int], quick: bool) -> dict[str, Any]:
     server = GitServerProcess(served, token)
     results: dict[str, Any] = {
         "mode": "quick" if quick else "full",
+        "sections": list(sections),
         "started": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": machine(),
         "sizes": sizes,
@@ -69,34 +74,47 @@ def run(sizes: list[int], quick: bool) -> dict[str, Any]:
         "committer": {},
         "cold_start": {},
         "e2e": {},
+        "reconcile": {},
         "errors": {},
     }
     results["paths"]["repo_cache"] = str(repos.cache_root())
     try:
-        server.start()
-        results["remote"] = (
-            f"git http-backend at {redact(server.url('<repo>.git', with_token=True))} (Basic auth, token), "
-            f"served from {scratch_root()}"
-        )
-        log(started, f"git server: {results['remote']}")
-        for n in sizes:
-            _one_size(results, n, plan, server, served, local, started)
-        log(started, "end to end through the local stack")
-        seed = min(sizes)
-        seed_repo, _ = repos.cached_repo(seed)
-        e2e_remote = copy_repo(seed_repo, served / "e2e.git")
-        try:
-            results["e2e"] = endtoend.run(local / "e2e", e2e_remote, server.url("e2e.git"), token, seed, quick=quick)
-        except Exception as exc:
-            results["errors"]["e2e"] = _error(exc)
-        if results["e2e"].get("error"):
-            results["errors"]["e2e"] = results["e2e"]["error"]
+        if "committer" in sections or "e2e" in sections:
+            server.start()
+            results["remote"] = (
+                f"git http-backend at {redact(server.url('<repo>.git', with_token=True))} (Basic auth, token), "
+                f"served from {scratch_root()}"
+            )
+            log(started, f"git server: {results['remote']}")
+        if "committer" in sections:
+            for n in sizes:
+                _one_size(results, n, plan, server, served, local, started)
+        if "e2e" in sections:
+            log(started, "end to end through the local stack")
+            seed = min(sizes)
+            seed_repo, _ = repos.cached_repo(seed)
+            e2e_remote = copy_repo(seed_repo, served / "e2e.git")
+            try:
+                results["e2e"] = endtoend.run(
+                    local / "e2e", e2e_remote, server.url("e2e.git"), token, seed, quick=quick
+                )
+            except Exception as exc:
+                results["errors"]["e2e"] = _error(exc)
+            if results["e2e"].get("error"):
+                results["errors"]["e2e"] = results["e2e"]["error"]
+        if "reconcile" in sections:
+            try:
+                results["reconcile"] = reconcile.run(
+                    local / "reconcile", quick=quick, log=lambda text: log(started, text)
+                )
+            except Exception as exc:
+                results["errors"]["reconcile"] = _error(exc)
     finally:
         server.stop()
         shutil.rmtree(served, ignore_errors=True)
         shutil.rmtree(local, ignore_errors=True)
     results["runtime_s"] = time.perf_counter() - started
-    results["targets"] = targets(results)
+    results["targets"] = targets(results) if {"committer", "e2e"} & set(sections) else []
     return results
 
 
@@ -174,18 +192,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", help="comma-separated repository sizes (files), default 1000,10000,100000")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, few events, short runs (under a minute)")
     parser.add_argument(
-        "--out", type=Path, help="where to write the JSON (default bench/results.json; --quick: the temp dir)"
+        "--only",
+        help=f"comma-separated sections to run, of {', '.join(SECTIONS)} (default: all of them)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="where to write the JSON (default bench/results.json; --quick or --only: the temp dir)",
     )
     args = parser.parse_args(argv)
+    sections = SECTIONS
+    if args.only:
+        wanted = {s.strip() for s in args.only.split(",") if s.strip()}
+        if not wanted or wanted - set(SECTIONS):
+            parser.error(f"--only takes sections of {', '.join(SECTIONS)}, not {args.only!r}")
+        sections = tuple(s for s in SECTIONS if s in wanted)
     if args.sizes:
         sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
     else:
         sizes = list(QUICK_SIZES if args.quick else DEFAULT_SIZES)
     if not sizes or min(sizes) < 10:
         parser.error("sizes must be at least 10 files")
-    quick_out = Path(tempfile.gettempdir()) / "jsync-bench-quick.json"
-    out = args.out or (quick_out if args.quick else Path(__file__).resolve().parent / "results.json")
-    results = run(sizes, args.quick)
+    # A quick or partial run never overwrites the full figures in bench/results.json.
+    partial = "-".join(sections) if sections != SECTIONS else ""
+    scratch_name = "-".join(p for p in ("jsync-bench", "quick" if args.quick else "", partial) if p) + ".json"
+    scratch_out = Path(tempfile.gettempdir()) / scratch_name
+    full_out = Path(__file__).resolve().parent / "results.json"
+    out = args.out or (scratch_out if args.quick or partial else full_out)
+    results = run(sizes, args.quick, sections)
     print(render(results), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+from collections.abc import Callable
 from typing import Any
 
 
@@ -114,9 +115,29 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gb']} GB, Linux {m['kernel']}; Python {m['python']}, "
         f"dulwich {m['dulwich']} (Rust: {', '.join(m['dulwich_extensions']) or 'none'}), git {m['git']}"
     )
-    add(f"Git remote: {results['remote']}")
+    if results.get("remote"):
+        add(f"Git remote: {results['remote']}")
     add("")
+    sections = results.get("sections") or ["committer", "e2e", "reconcile"]
+    if "committer" in sections:
+        _committer_sections(results, add, sizes)
+    if "e2e" in sections:
+        _e2e_sections(results, add)
+    if "reconcile" in sections:
+        _reconcile_section(results.get("reconcile") or {}, add)
+    if results.get("targets"):
+        add("Targets (issue 6); figures only, never a pass/fail exit")
+        for t in results["targets"]:
+            add(f"  {t['name']:46}{_fmt(t['figure']):>10} {t['unit']:5} {t['target']:22} {_verdict(t['met'])}")
+    if results.get("errors"):
+        add("")
+        add("Errors")
+        for where, error in results["errors"].items():
+            add(f"  {where}: {error}")
+    return "\n".join(lines)
 
+
+def _committer_sections(results: dict[str, Any], add: Callable[[str], None], sizes: list[str]) -> None:
     def table(title: str, rows: list[tuple[str, list[Any], str]], footer: str = "") -> None:
         add(title)
         head = f"  {'':44}" + "".join(f"{int(n):>12,}" for n in sizes) + "   target"
@@ -170,6 +191,9 @@ def render(results: dict[str, Any]) -> str:
             ("cache on disk, MB", cold("cache_mb"), ""),
         ],
     )
+
+
+def _e2e_sections(results: dict[str, Any], add: Callable[[str], None]) -> None:
     e2e = results.get("e2e") or {}
     lat = e2e.get("latency") or {}
     add(
@@ -234,12 +258,86 @@ def render(results: dict[str, Any]) -> str:
         f" ms ({_fmt(api.get('count'))} requests, statuses {api.get('statuses')})"
     )
     add("")
-    add("Targets (issue 6); figures only, never a pass/fail exit")
-    for t in results["targets"]:
-        add(f"  {t['name']:46}{_fmt(t['figure']):>10} {t['unit']:5} {t['target']:22} {_verdict(t['met'])}")
-    if results.get("errors"):
-        add("")
-        add("Errors")
-        for where, error in results["errors"].items():
-            add(f"  {where}: {error}")
-    return "\n".join(lines)
+
+
+_REQUEST_ROWS = (
+    ("search", "search (updated since, 100 a page)"),
+    ("census", "census (ids-only search, 5,000 a page)"),
+    ("approximate_count", "approximate-count"),
+    ("bulk_changelog", "bulk changelog (100 issues a call)"),
+    ("issue", "issue GET"),
+    ("changelog", "changelog GET"),
+    ("lookup", "lookups (status, priority, user...)"),
+)
+
+
+def _reconcile_section(rc: dict[str, Any], add: Callable[[str], None]) -> None:
+    plan = rc.get("plan") or {}
+    jobs = [rc.get(name) or {} for name in ("backfill", "catchup", "idle")]
+    backfill, catchup, _ = jobs
+    add(
+        "5. Reconcile from Jira's REST API (issue 7): fake Jira (tests/fakejira.py) on loopback, moto in its own "
+        "process, a bare git remote; the real reconcile, writer and committer handlers, one poller each"
+    )
+    add(
+        f"  site: {_fmt(plan.get('issues'))} issues in {len(plan.get('projects') or [])} projects, "
+        f"{_fmt(rc.get('histories'))} changelog entries (0-{_fmt(plan.get('max_changes'))} an issue); backfill with "
+        f"nothing captured, catch-up after {_fmt(plan.get('catchup_changes'))} new changes, idle re-run with none"
+    )
+    add(f"  {'':44}{'backfill':>12}{'per issue':>12}{'catch-up':>12}{'idle':>12}")
+
+    def row(label: str, values: list[Any], per_issue: Any = "") -> None:
+        cells = [_fmt(values[0]), "" if per_issue == "" else _fmt(per_issue), *(_fmt(v) for v in values[1:])]
+        add(f"  {label:44}" + "".join(f"{c:>12}" for c in cells))
+
+    get = lambda key: [job.get(key) for job in jobs]  # noqa: E731
+    row("issues scanned", get("issues_scanned"))
+    row("changes fed", get("changes_fed"))
+    calls = lambda phase, service, what="seconds": [_get(j, phase, service, what) for j in jobs]  # noqa: E731
+    row("reconcile alone (until the job says done), s", get("reconcile_s"))
+    row("  in Jira requests (client side), s", calls("reconcile_calls", "jira"))
+    row("    of which the fake Jira answering, s", get("fake_jira_serving_s"))
+    row("  in S3 calls (to moto), s", calls("reconcile_calls", "s3"))
+    row("  in SQS calls (to moto), s", calls("reconcile_calls", "sqs"))
+    row("    of which SendMessage, s", calls("reconcile_calls", "sqs.SendMessage"))
+    row("  the rest: JSync's own work, s", get("reconcile_own_s"))
+    row("  issues/s", get("reconcile_issues_per_s"))
+    row("  changes/s", get("reconcile_changes_per_s"))
+    row(
+        "  S3 / SQS calls",
+        [
+            _pair(*pair)
+            for pair in zip(
+                calls("reconcile_calls", "s3", "calls"), calls("reconcile_calls", "sqs", "calls"), strict=True
+            )
+        ],
+    )
+    row("then writer + committer until queues drain, s", get("drain_s"))
+    row("  in the writer / committer poller, s", [_pair(job.get("writer_s"), job.get("committer_s")) for job in jobs])
+    row(
+        "  in S3 / SQS calls (to moto), s",
+        [_pair(*pair) for pair in zip(calls("drain_calls", "s3"), calls("drain_calls", "sqs"), strict=True)],
+    )
+    row("    of which SQS ReceiveMessage, s", calls("drain_calls", "sqs.ReceiveMessage"))
+    row("end to end (reconcile, then drained), s", get("end_to_end_s"))
+    row("  issues/s", get("end_to_end_issues_per_s"))
+    row("  changes/s", get("end_to_end_changes_per_s"))
+    row("commits on the remote", get("commits"))
+    add("  Jira requests")
+    per_issue = backfill.get("requests_per_issue") or {}
+    for key, label in _REQUEST_ROWS:
+        row(f"  {label}", [_get(job, "requests", key) for job in jobs], per_issue.get(key))
+    row("  total", [_get(job, "requests", "total") for job in jobs], per_issue.get("total"))
+    row("  answered other than 200", [_get(job, "requests", "not_200") for job in jobs])
+    add(
+        f"  backfill fed {_fmt(backfill.get('changes_fed'))} of {_fmt(backfill.get('changes_expected'))} expected "
+        f"(each issue's creation and changelog entries), state {backfill.get('state', '?')}; catch-up fed "
+        f"{_fmt(catchup.get('changes_fed'))} for {_fmt(catchup.get('changes_added'))} added "
+        f"({_fmt(catchup.get('commits'))} commits); the idle run re-reads what changed within the 30-minute "
+        "lookback before the previous job"
+    )
+    add("")
+
+
+def _pair(first: Any, second: Any) -> str:
+    return f"{_fmt(first, 1)} / {_fmt(second, 1)}" if first is not None else "–"

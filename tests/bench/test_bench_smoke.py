@@ -1,4 +1,5 @@
-"""The benchmarks still run: `python -m bench --quick` produces a figure in every section (no timing asserted)."""
+"""The benchmarks still run: `python -m bench --quick` produces a figure in every section, reconcile included (no
+timing asserted)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import pytest
 from dulwich.client import HTTPUnauthorized
 
 from bench.gitserver import GitServer, init_bare
+from bench.reconcile import request_kind
+from bench.report import render
 from pipeline.gitstore import GitStore, Person, RemoteUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,5 +83,32 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
     number(e2e, "api", "p95_ms")
     number(e2e, "ingest_import", "importtime_cumulative_ms")
     assert len(results["targets"]) == 7
-    for heading in ("1. Committer", "2. Committer cold start", "3. End to end", "4. Ingest and API", "Targets"):
+    reconcile = results["reconcile"]
+    for job in ("backfill", "catchup", "idle"):
+        for key in ("reconcile_s", "reconcile_own_s", "drain_s", "end_to_end_s", "fake_jira_serving_s"):
+            number(reconcile, job, key)
+        number(reconcile, job, "reconcile_calls", "sqs", "seconds")
+        number(reconcile, job, "requests", "total")
+        assert reconcile[job]["state"] == "succeeded", reconcile[job]
+    for key in ("reconcile_issues_per_s", "reconcile_changes_per_s", "end_to_end_issues_per_s"):
+        number(reconcile, "backfill", key)
+    assert number(reconcile, "backfill", "changes_fed") > 0
+    assert number(reconcile, "backfill", "requests_per_issue", "total") > 0
+    assert number(reconcile, "catchup", "changes_fed") > 0
+    headings = ("1. Committer", "2. Committer cold start", "3. End to end", "4. Ingest and API", "5. Reconcile")
+    for heading in (*headings, "Targets"):
         assert heading in proc.stdout
+    # What `--only reconcile` prints: that section alone
+    alone = render({**results, "sections": ["reconcile"], "targets": []})
+    assert "5. Reconcile" in alone and not any(h in alone for h in (*headings[:4], "Targets"))
+
+
+def test_jira_requests_are_counted_by_what_they_are_for() -> None:
+    assert request_kind("POST", "/rest/api/3/search/jql", {"jql": "x", "fields": ["key", "updated"]}) == "search"
+    assert request_kind("POST", "/rest/api/3/search/jql", {"jql": "x", "fields": ["id"]}) == "census"
+    assert request_kind("POST", "/rest/api/3/search/approximate-count", {"jql": "x"}) == "approximate_count"
+    assert request_kind("POST", "/rest/api/3/changelog/bulkfetch", {}) == "bulk_changelog"
+    assert request_kind("GET", "/rest/api/2/issue/10001", None) == "issue"
+    assert request_kind("GET", "/rest/api/3/issue/10001/changelog", None) == "changelog"
+    assert request_kind("GET", "/rest/api/2/status/3", None) == "lookup"
+    assert request_kind("GET", "/rest/api/2/user", None) == "lookup"
