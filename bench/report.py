@@ -8,6 +8,8 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.reconcile import SEARCH_PAGE
+
 
 def machine() -> dict[str, Any]:
     import dulwich
@@ -261,10 +263,10 @@ def _e2e_sections(results: dict[str, Any], add: Callable[[str], None]) -> None:
 
 
 _REQUEST_ROWS = (
-    ("search", "search (updated since, 100 a page)"),
+    ("search", f"search (updated since, {SEARCH_PAGE} a page)"),
     ("census", "census (ids-only search, 5,000 a page)"),
     ("approximate_count", "approximate-count"),
-    ("bulk_changelog", "bulk changelog (100 issues a call)"),
+    ("bulk_changelog", f"bulk changelog (a page's issues a call, {SEARCH_PAGE})"),
     ("issue", "issue GET"),
     ("changelog", "changelog GET"),
     ("lookup", "lookups (status, priority, user...)"),
