@@ -1,5 +1,5 @@
 """SQS batch from the sync queue (one message: a reconcile job to start or continue) -> run it until it ends or the
-Lambda's time is nearly up -> queue the next step. EventBridge's schedule puts `{"scheduled": true}` on the queue."""
+Lambda's time is nearly up -> queue the next step. The schedule puts `{"scheduled": true, "time": ...}` on the queue."""
 
 from __future__ import annotations
 
@@ -40,8 +40,7 @@ def run_step(record: dict[str, Any], context: Any) -> None:
     settings, store = get_settings(), services.store()
     now = int(time.time() * 1000)
     if message.get("scheduled"):
-        # The message id survives redelivery, so a retried schedule resumes its job rather than starting another.
-        job_id = "scheduled-" + "".join(c for c in record["messageId"] if c.isalnum() or c == "-")[:50]
+        job_id = scheduled_job_id(message, record["messageId"])
         job = jobs.create(store, jobs.new_job(job_id, "schedule", None, None, now))
     else:
         job = jobs.load(store, str(message.get("job_id")))
@@ -90,6 +89,13 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         queues.send_sync({"job_id": job["job_id"], "step": following})
         job["step"] = following
         jobs.save(store, job)
+
+
+def scheduled_job_id(message: dict[str, Any], message_id: str) -> str:
+    """The schedule's event time names its job (`scheduled-20261125T030000Z`): a redelivered or redriven message
+    resumes that job instead of starting another. Without a time, the SQS message id, which redelivery keeps."""
+    stamp = "".join(c for c in str(message.get("time") or "") if c.isalnum())[:20]
+    return f"scheduled-{stamp}" if stamp else "scheduled-" + "".join(c for c in message_id if c.isalnum())[:50]
 
 
 def _retry_later(record: dict[str, Any], seconds: float | None) -> None:

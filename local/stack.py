@@ -246,13 +246,14 @@ class LocalStack:
             self._schedule_reconcile()
 
     def _schedule_reconcile(self) -> None:
-        """What the deployed EventBridge rule does: put `{"scheduled": true}` on the sync queue when a run is due."""
+        """What the deployed EventBridge rule does: put `{"scheduled": true, "time"}` on the sync queue when due."""
         s, now = self.settings, time.time()
         if not s.jira_configured or now - self._scheduled_at < s.sync_every_hours * 3600:
             return
         try:
             if scheduled_run_due(services.store(), s.sync_every_hours, int(now * 1000)):
-                services.queues().send_sync({"scheduled": True})
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+                services.queues().send_sync({"scheduled": True, "time": stamp})
                 self._scheduled_at = now  # the cursor moves only when the run ends: do not queue it twice
         except Exception:
             log.exception("could not queue the scheduled reconcile; will try again")

@@ -250,3 +250,15 @@ def test_an_issue_moved_out_of_a_project_is_fed_once_not_again_by_that_projects_
 
     assert (job["state"], job["changes_fed"], job["issues_changed"]) == ("succeeded", 1, 1), job
     assert_matches_jira(synced, model)
+
+
+def test_a_scheduled_message_names_its_job_by_the_schedules_time_so_a_redelivery_resumes_it(synced: Pipeline) -> None:
+    services.queues().send_sync({"scheduled": True, "time": "2026-11-25T03:00:00Z"})
+    synced.drain()
+    job = jobs.load(services.store(), "scheduled-20261125T030000Z")
+    assert job is not None and job["trigger"] == "schedule" and job["state"] == "succeeded", job
+    # The same schedule message again (redriven from the DLQ, past SQS's dedup window) starts nothing new
+    services.queues().send_sync({"scheduled": True, "time": "2026-11-25T03:00:00Z", "redriven": 1})
+    synced.drain()
+    assert [k for k in synced.keys("sync/jobs/")] == ["sync/jobs/scheduled-20261125T030000Z.json"]
+    assert jobs.load(services.store(), "scheduled-20261125T030000Z")["updated_at"] == job["updated_at"]

@@ -247,7 +247,10 @@ def test_reconcile_schedule_is_off_by_default_and_queues_into_the_reconcile_grou
     [target] = rule["Targets"]
     assert target["Arn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
     assert target["SqsParameters"] == {"MessageGroupId": "reconcile"}
-    assert json.loads(target["Input"]) == {"scheduled": True}
+    transformer = target["InputTransformer"]
+    assert transformer["InputPathsMap"] == {"time": "$.time"}
+    filled = transformer["InputTemplate"].replace("<time>", "2026-11-25T03:00:00Z")
+    assert json.loads(filled) == {"scheduled": True, "time": "2026-11-25T03:00:00Z"}
     # EventBridge may send to the sync queue, and only on behalf of this rule.
     policies = [r["Properties"] for r in of_type(resources, "AWS::SQS::QueuePolicy").values()]
     assert [p["Queues"] for p in policies] == [[{"Ref": "SyncQueue"}]]
