@@ -13,7 +13,7 @@ from pipeline import jobs, services
 from pipeline.intake import enqueue
 from pipeline.jira import JiraClient, JiraRateLimited
 from pipeline.reconcile import Reconciler
-from pipeline.settings import SecretUnavailable, get_settings
+from pipeline.settings import SecretReadFailed, SecretUnavailable, get_settings
 
 logger = Logger(service="jsync-reconcile")
 _MARGIN_SECONDS = 120  # a page in hand may still need its reads and sends; then progress is saved, the next step queued
@@ -53,6 +53,8 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         return  # a late copy of a finished job's message: the record stays as the job ended
     try:
         credentials = settings.jira_credentials()
+    except SecretReadFailed:
+        raise  # Secrets Manager hiccuped: the step is retried, the job is not failed for it
     except SecretUnavailable as missing:
         job.update(state="failed", phase="done", finished_at=jobs.iso(now), message=str(missing))
         jobs.save(store, job)

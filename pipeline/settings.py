@@ -124,6 +124,10 @@ class SecretUnavailable(RuntimeError):
     """A configured secret could not be read. The message names the secret, never its value."""
 
 
+class SecretReadFailed(SecretUnavailable):
+    """Secrets Manager did not answer (throttled, unreachable, denied): worth trying again, unlike a bad value."""
+
+
 # secret -> (variable holding the value locally, variable holding its Secrets Manager name deployed)
 _SECRETS = {
     "webhook_secret": ("JSYNC_WEBHOOK_SECRET", "JSYNC_WEBHOOK_SECRET_NAME"),
@@ -170,7 +174,7 @@ class Secrets:
         try:
             value = boto3.client("secretsmanager", region_name=self.region).get_secret_value(SecretId=secret_name)
         except Exception as exc:
-            raise SecretUnavailable(
+            raise SecretReadFailed(
                 f"Secret {secret_name} ({name}) could not be read: {type(exc).__name__}. "
                 "Create it in Secrets Manager as the README's Deploy section says."
             ) from None

@@ -6,7 +6,7 @@ import pytest
 
 from pipeline import services
 from pipeline import settings as settings_module
-from pipeline.settings import SecretUnavailable, load_settings
+from pipeline.settings import SecretReadFailed, SecretUnavailable, load_settings
 from pipeline.signature import sign
 from tests.harness import Pipeline, fixture_bytes
 
@@ -47,3 +47,49 @@ def test_settings_never_print_secrets() -> None:
     settings = load_settings({"JSYNC_WEBHOOK_SECRET": "s3cr3t-value", "JSYNC_API_KEYS": "k-1,k-2"})
     assert settings.webhook_secrets == ("s3cr3t-value",) and settings.api_keys == ("k-1", "k-2")
     assert "s3cr3t-value" not in repr(settings) and "k-1" not in repr(settings)
+
+
+def test_jira_credentials_come_from_one_json_secret_deployed(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sm = services.aws("secretsmanager")
+    value = '{"url": "https://acme.atlassian.net/", "email": "bot@acme.example", "token": "ATATT-very-secret"}'
+    sm.create_secret(Name="jsync/test/jira", SecretString=value)
+    monkeypatch.setenv("JSYNC_JIRA_SECRET_NAME", "jsync/test/jira")
+    services.reset()
+    settings = services.get_settings()
+    assert settings.jira_configured
+    credentials = settings.jira_credentials()
+    assert (credentials.url, credentials.email, credentials.token) == (
+        "https://acme.atlassian.net",
+        "bot@acme.example",
+        "ATATT-very-secret",
+    )
+    assert "ATATT-very-secret" not in repr(credentials) and "ATATT-very-secret" not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("not json", "not JSON"),
+        ('{"url": "https://acme.atlassian.net", "email": "bot@acme.example"}', "token missing"),
+        ('{"url": "acme.atlassian.net", "email": "e", "token": "t"}', "https://"),
+    ],
+)
+def test_a_bad_jira_secret_is_refused_for_good_and_says_what_is_wrong(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, value: str, says: str
+) -> None:
+    services.aws("secretsmanager").create_secret(Name="jsync/test/jira", SecretString=value)
+    monkeypatch.setenv("JSYNC_JIRA_SECRET_NAME", "jsync/test/jira")
+    services.reset()
+    with pytest.raises(SecretUnavailable) as caught:
+        services.get_settings().jira_credentials()
+    assert not isinstance(caught.value, SecretReadFailed)
+    assert says in str(caught.value)
+
+
+def test_an_unreadable_jira_secret_is_worth_retrying(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JSYNC_JIRA_SECRET_NAME", "jsync/test/no-such-secret")
+    services.reset()
+    with pytest.raises(SecretReadFailed):
+        services.get_settings().jira_credentials()
