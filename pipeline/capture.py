@@ -69,15 +69,22 @@ def capture(
         if not store.put_snapshot(snap_key, snapshot):
             # Captured before (a retry or a replay): what was stored then is the record, not a recomputation.
             snapshot = json.loads(store.get_bytes(snap_key))
-        record_history(store, issue_id, snapshot, snap_key.rsplit("/", 1)[1].removesuffix(".json"))
+        version = snap_key.rsplit("/", 1)[1].removesuffix(".json")
+        # A deletion's history item waits for where latest/ puts it: above everything, even when it came late.
+        deletion = event.event_name == "jira:issue_deleted"
+        if not deletion:
+            record_history(store, issue_id, snapshot, version)
         if state is not None and state["capture"]["event_id"] == queued.event_id:
             # We wrote latest/ on an earlier attempt and may have died before the indexes or the send:
-            # do both again; both are idempotent, and the committer drops what it already holds.
+            # do all again; each is idempotent, and the committer drops what it already holds.
+            if deletion:
+                record_history(store, issue_id, snapshot, version, _deletion_rank(state, queued.event_id))
             captured = _advance(event, queued, send_change, state, snap_key)
             update_indexes(store, issue_id, state)
             return captured
         new_order = _advancing_order(state, event, order)
         if new_order is None:
+            # Not a second deletion in the history, though: the issue's newest entry is its first.
             note_project(store, snapshot["issue"])
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
         new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state)
@@ -85,11 +92,20 @@ def capture(
             store.write_json(latest_key(issue_id), new_state, current)
         except StoreConflict:
             continue
+        if deletion:
+            record_history(store, issue_id, snapshot, version, _deletion_rank(new_state, queued.event_id))
         # The change for git first: a slow index (a busy project count) must not hold git back.
         captured = _advance(event, queued, send_change, new_state, snap_key)
         update_indexes(store, issue_id, new_state)
         return captured
     raise StoreConflict(latest_key(issue_id))
+
+
+def _deletion_rank(state: dict[str, Any], event_id: str) -> list[Any]:
+    """Where a deletion's history item sorts: at latest/'s order, which a late deletion took just above the newest
+    state, and one changelog step above it, so it lists before the event it overtook."""
+    time_ms, changelog_id, _ = state.get("order") or state["capture"]["order"]
+    return [int(time_ms), int(changelog_id) + 1, event_id]
 
 
 def _captured_elsewhere(event: WebhookEvent, queued: QueuedEvent, store: Store) -> bool:

@@ -45,8 +45,10 @@ def listing_item(doc: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def record_history(store: Store, issue_id: str, snapshot: dict[str, Any], version: str) -> None:
-    """One small item per captured event, listed newest first by its key."""
+def record_history(
+    store: Store, issue_id: str, snapshot: dict[str, Any], version: str, order: list[Any] | None = None
+) -> None:
+    """One small item per captured event, listed newest first by its key: its own order, or where latest/ put it."""
     capture = snapshot["capture"]
     item = {
         "version": version,
@@ -57,7 +59,7 @@ def record_history(store: Store, issue_id: str, snapshot: dict[str, Any], versio
         "key": (snapshot.get("issue") or {}).get("key"),
         "source": capture["source"],
     }
-    store.put_json(history_item_key(issue_id, capture["order"]), item)
+    store.put_json(history_item_key(issue_id, order or capture["order"]), item)
 
 
 def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:

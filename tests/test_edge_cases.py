@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from pipeline import services
+from pipeline import reader, services
 from pipeline.messages import Change
 from pipeline.store import Store
 from tests.harness import Pipeline, fixture_bytes, fixture_json
@@ -38,6 +38,10 @@ def test_cascaded_delete_processed_first_does_not_cancel_the_issue_delete(pipeli
     assert pipeline.git_file("issues/OPS/OPS-17.json") is None
     assert pipeline.commits()[0].trailers["Jira-Event"] == "jira:issue_deleted"
     assert pipeline.commits()[0].author_time == deleted["timestamp"] // 1000
+    # and the history's newest entry is the deletion, though the cascade carried a later time (contract §6)
+    newest = reader.history(services.store(), "10042", 2, None).items
+    assert [item["event"] for item in newest] == ["jira:issue_deleted", "comment_deleted"]
+    assert newest[0]["event_time"] == deleted["timestamp"]
     # and a replay of anything changes nothing
     before = [c.sha for c in pipeline.commits()]
     pipeline.deliver(_body(cascade), identifier="c-2")
