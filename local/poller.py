@@ -210,16 +210,24 @@ class Poller:
                 )
 
     def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        attributes = dict(message.get("Attributes", {}))
-        attributes.setdefault("SequenceNumber", str(int(time.time() * 1e6)))  # moto leaves it out
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": attributes,
-            "messageAttributes": message.get("MessageAttributes", {}),
-            "md5OfBody": message.get("MD5OfBody", ""),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.arn,
-            "awsRegion": self.arn.split(":")[3] if self.arn.count(":") >= 5 else "us-east-1",
-        }
+        return sqs_record(message, self.arn)
+
+
+def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """A received message as a record of a Lambda SQS event from the queue `queue_arn`.
+
+    Receive it with AttributeNames and MessageSystemAttributeNames ["All"], as the event source mapping does.
+    """
+    attributes = dict(message.get("Attributes", {}))
+    attributes.setdefault("SequenceNumber", str(int(time.time() * 1e6)))  # moto leaves it out
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": attributes,
+        "messageAttributes": message.get("MessageAttributes", {}),
+        "md5OfBody": message.get("MD5OfBody", ""),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else "us-east-1",
+    }

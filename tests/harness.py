@@ -9,6 +9,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 from dulwich.repo import Repo
 
@@ -29,16 +30,20 @@ def fixture_json(name: str) -> dict[str, Any]:
 
 
 def function_url_event(
-    body: bytes, headers: dict[str, str] | None = None, method: str = "POST", path: str = "/webhook"
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+    path: str = "/webhook",
+    query: str = "",
 ) -> dict[str, Any]:
-    """A Lambda Function URL (payload 2.0) event, as AWS delivers it."""
+    """A Lambda Function URL (payload 2.0) event, as AWS delivers it; `query` is the raw query string."""
     now = time.time()
     lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    return {
+    event: dict[str, Any] = {
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
-        "rawQueryString": "",
+        "rawQueryString": query,
         "headers": {
             "host": "abc.lambda-url.us-east-1.on.aws",
             "user-agent": "Atlassian Webhook HTTP Client",
@@ -65,6 +70,37 @@ def function_url_event(
         "body": base64.b64encode(body).decode(),
         "isBase64Encoded": True,
     }
+    if query:  # AWS leaves the parsed parameters out when there are none
+        event["queryStringParameters"] = dict(parse_qsl(query, keep_blank_values=True))
+    return event
+
+
+def receive_all(queue_url: str, *, visibility: int | None = None, delete: bool = False) -> list[dict[str, Any]]:
+    """Every message on the queue, with its system attributes (as the event source mapping receives them).
+
+    `visibility`: how long the received messages stay hidden (None: the queue's own timeout).
+    `delete`: delete each batch as it comes; on a FIFO queue that is the only way past the first batch of a
+    message group, which stays held while it is in flight.
+    """
+    sqs = services.aws("sqs")
+    extra = {} if visibility is None else {"VisibilityTimeout": visibility}
+    found: list[dict[str, Any]] = []
+    for _ in range(10):  # ten receives of up to ten: more than any test puts on one queue
+        got = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            AttributeNames=["All"],
+            MessageSystemAttributeNames=["All"],
+            WaitTimeSeconds=0,
+            **extra,
+        ).get("Messages", [])
+        if not got:
+            break
+        found.extend(got)
+        if delete:
+            for m in got:
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+    return found
 
 
 @dataclass

@@ -15,16 +15,15 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import pytest
 
 from pipeline import services
-from tests.harness import Pipeline, fixture_bytes, fixture_json
+from tests.harness import Pipeline, fixture_bytes, fixture_json, function_url_event
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLOUDFRONT_HOST = "d111111abcdef8.cloudfront.net"
@@ -50,70 +49,51 @@ def cloudfront_event(
     body: str | None = None,
 ) -> dict[str, Any]:
     """A Function URL v2 event for a viewer request CloudFront forwarded with AllViewerExceptHostHeader + OAC."""
-    now = time.time()
-    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+    amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     payload_hash = hashlib.sha256((body or "").encode()).hexdigest()
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {
-            "host": URL_HOST,
-            "x-forwarded-host": CLOUDFRONT_HOST,
-            "via": "2.0 0f3c1e4b1a2d3c4e5f60718293a4b5c6.cloudfront.net (CloudFront)",
-            "x-amz-cf-id": "y0bS1sTsCqMbtY3Dc4Mu8p1ezTgqfLNzXiFpCdhTTpCYIA1GzXKZ9Q==",
-            "x-forwarded-for": "198.51.100.23, 15.158.41.7",
-            "x-forwarded-proto": "https",
-            "x-forwarded-port": "443",
-            "x-amzn-trace-id": "Root=1-6743a1b2-0123456789abcdef01234567",
-            "user-agent": "curl/8.5.0",
-            "accept": "*/*",
-            "accept-encoding": "gzip",
-            "x-amz-date": amz_date,
-            "x-amz-content-sha256": payload_hash,
-            "x-amz-source-account": ACCOUNT,
-            "x-amz-source-arn": f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL",
-            "authorization": (
-                f"AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/{amz_date[:8]}/us-east-1/lambda/aws4_request, "
-                "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64
-            ),
-            **{k.lower(): v for k, v in (headers or {}).items()},
-        },
-        "requestContext": {
-            "accountId": ACCOUNT,
-            "apiId": URL_ID,
-            "authorizer": {
-                "iam": {
-                    "accessKey": "ASIAEXAMPLE",
-                    "accountId": ACCOUNT,
-                    "callerId": "AROAEXAMPLE:OriginAccessSession",
-                    "cognitoIdentity": None,
-                    "principalOrgId": None,
-                    "userArn": f"arn:aws:sts::{ACCOUNT}:assumed-role/OriginAccessControlRole/OriginAccessSession",
-                    "userId": "AROAEXAMPLE:OriginAccessSession",
-                }
-            },
-            "domainName": URL_HOST,
-            "domainPrefix": URL_ID,
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "15.158.41.7",
-                "userAgent": "curl/8.5.0",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": body,
-        "isBase64Encoded": False,
+    cloudfront_headers = {
+        "host": URL_HOST,
+        "x-forwarded-host": CLOUDFRONT_HOST,
+        "via": "2.0 0f3c1e4b1a2d3c4e5f60718293a4b5c6.cloudfront.net (CloudFront)",
+        "x-amz-cf-id": "y0bS1sTsCqMbtY3Dc4Mu8p1ezTgqfLNzXiFpCdhTTpCYIA1GzXKZ9Q==",
+        "x-forwarded-for": "198.51.100.23, 15.158.41.7",
+        "x-forwarded-proto": "https",
+        "x-forwarded-port": "443",
+        "x-amzn-trace-id": "Root=1-6743a1b2-0123456789abcdef01234567",
+        "user-agent": "curl/8.5.0",
+        "accept": "*/*",
+        "accept-encoding": "gzip",
+        "x-amz-date": amz_date,
+        "x-amz-content-sha256": payload_hash,
+        "x-amz-source-account": ACCOUNT,
+        "x-amz-source-arn": f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2QWRUHAPOMQZL",
+        "authorization": (
+            f"AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/{amz_date[:8]}/us-east-1/lambda/aws4_request, "
+            "SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature=" + "0" * 64
+        ),
     }
-    if query:
-        event["queryStringParameters"] = dict(parse_qsl(query, keep_blank_values=True))
+    event = function_url_event(b"", {**cloudfront_headers, **(headers or {})}, method=method, path=path, query=query)
+    # What the base event (a webhook called straight at the URL) lacks: the body as text, none at all on a GET,
+    # this URL's own id and host, the identity OAC signed with, and CloudFront's edge as the caller.
+    event.update(body=body, isBase64Encoded=False)
+    event["requestContext"].update(
+        accountId=ACCOUNT,
+        apiId=URL_ID,
+        domainName=URL_HOST,
+        domainPrefix=URL_ID,
+        authorizer={
+            "iam": {
+                "accessKey": "ASIAEXAMPLE",
+                "accountId": ACCOUNT,
+                "callerId": "AROAEXAMPLE:OriginAccessSession",
+                "cognitoIdentity": None,
+                "principalOrgId": None,
+                "userArn": f"arn:aws:sts::{ACCOUNT}:assumed-role/OriginAccessControlRole/OriginAccessSession",
+                "userId": "AROAEXAMPLE:OriginAccessSession",
+            }
+        },
+    )
+    event["requestContext"]["http"].update(sourceIp="15.158.41.7", userAgent="curl/8.5.0")
     return event
 
 

@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from functions import committer
-from local.poller import LocalContext
+from local.poller import LocalContext, sqs_record
 from local.resources import MAX_RECEIVE_COUNT
 from local.stack import free_port
 from pipeline import services
 from pipeline.gitstore import GitStore
 from pipeline.messages import Change
 from pipeline.settings import Settings
-from tests.harness import Pipeline, fixture_bytes, remote_commits
+from tests.harness import Pipeline, fixture_bytes, receive_all, remote_commits
 
 TOKEN = "ghp_JSYNC-SECRET-TOKEN-7f3a9c1e5b"
 
@@ -46,42 +46,6 @@ def run_writer(pipeline: Pipeline) -> None:
         if pipeline.writer.poll_once() == 0 and pipeline.depth(pipeline.settings.events_queue) == 0:
             return
     raise AssertionError("events queue did not drain")
-
-
-def receive_all(queue: str, visibility: int = 60) -> list[dict[str, Any]]:
-    sqs = services.aws("sqs")
-    found: list[dict[str, Any]] = []
-    for _ in range(10):
-        got = sqs.receive_message(
-            QueueUrl=_url(queue),
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            WaitTimeSeconds=0,
-            VisibilityTimeout=visibility,
-        ).get("Messages", [])
-        if not got:
-            break
-        found.extend(got)
-    return found
-
-
-def sqs_record(message: dict[str, Any], queue: str) -> dict[str, Any]:
-    """A received message as a record of a Lambda SQS event."""
-    attributes = dict(message["Attributes"])
-    attributes.setdefault("SequenceNumber", str(int(attributes.get("SentTimestamp", "0")) * 1000))
-    arn = _arn(queue)
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": attributes,
-        "messageAttributes": message.get("MessageAttributes", {}),
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": arn,
-        "awsRegion": arn.split(":")[3],
-    }
 
 
 def raw_record(body: str, settings: Settings) -> dict[str, Any]:
@@ -114,12 +78,11 @@ def change_records(pipeline: Pipeline, deliveries: list[tuple[str, str]]) -> lis
         assert pipeline.deliver(fixture_bytes(name), identifier=identifier)["statusCode"] == 202
     run_writer(pipeline)
     queue = pipeline.settings.commits_queue
-    messages = receive_all(queue)
-    assert len(messages) == len(deliveries), "every delivery should advance its issue"
     # The test now holds them as records: delete them so the in-flight group does not hold back later receives.
-    for m in messages:
-        services.aws("sqs").delete_message(QueueUrl=_url(queue), ReceiptHandle=m["ReceiptHandle"])
-    return [sqs_record(m, queue) for m in messages]
+    messages = receive_all(_url(queue), delete=True)
+    assert len(messages) == len(deliveries), "every delivery should advance its issue"
+    arn = _arn(queue)
+    return [sqs_record(m, arn) for m in messages]
 
 
 def event_ids(records: list[dict[str, Any]]) -> list[str]:
@@ -393,7 +356,7 @@ def test_message_reaches_the_dlq_after_five_receives_and_redrive_commits_it_once
     # Then after maxReceiveCount (5) failed invocations it left the commits queue for the commits DLQ
     assert invocations == MAX_RECEIVE_COUNT == 5
     assert pipeline.depth(settings.commits_queue) == 0
-    dead = receive_all(settings.commits_dlq)
+    dead = receive_all(_url(settings.commits_dlq), visibility=60)  # hidden until the test redrives it
     assert len(dead) == 1
     assert dead[0]["Attributes"]["MessageGroupId"] == "commits"
     assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= MAX_RECEIVE_COUNT

@@ -25,7 +25,7 @@ from pipeline import services
 from pipeline.messages import QueuedEvent
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES, MAX_WEBHOOK_BYTES, Settings
 from pipeline.signature import sign
-from tests.harness import Pipeline, fixture_bytes, fixture_json, function_url_event
+from tests.harness import Pipeline, fixture_bytes, fixture_json, function_url_event, receive_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t"
@@ -39,31 +39,15 @@ def _events_url(settings: Settings) -> str:
     return services.aws("sqs").get_queue_url(QueueName=settings.events_queue)["QueueUrl"]
 
 
-def _receive(settings: Settings, release: bool = False) -> list[dict[str, Any]]:
-    """Every message on the events queue, with its system attributes; `release` makes them visible again."""
-    sqs = services.aws("sqs")
+def _only_message(settings: Settings, release: bool = False) -> dict[str, Any]:
+    """The one message on the events queue, with its system attributes; `release` makes it visible again."""
     url = _events_url(settings)
-    messages: list[dict[str, Any]] = []
-    for _ in range(10):
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            WaitTimeSeconds=0,
-            VisibilityTimeout=30,
-        ).get("Messages", [])
-        if not got:
-            break
-        messages.extend(got)
+    messages = receive_all(url, visibility=30)
     if release:
         for m in messages:
-            sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
-    return messages
-
-
-def _only_message(settings: Settings, release: bool = False) -> dict[str, Any]:
-    messages = _receive(settings, release=release)
+            services.aws("sqs").change_message_visibility(
+                QueueUrl=url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            )
     assert len(messages) == 1, [m["Attributes"] for m in messages]
     return messages[0]
 

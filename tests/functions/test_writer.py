@@ -24,7 +24,7 @@ from pipeline.messages import Change, QueuedEvent
 from pipeline.queues import COMMITS_GROUP, change_dedup_id
 from pipeline.settings import Settings
 from pipeline.store import Store, latest_key, raw_key, snapshot_key
-from tests.harness import fixture_bytes, fixture_json
+from tests.harness import fixture_bytes, fixture_json, receive_all
 
 ACCOUNT = "123456789012"
 _sequence = iter(range(18_000_000_000_000_000_000, 19_000_000_000_000_000_000))
@@ -105,23 +105,7 @@ def latest_event(issue_id: str) -> str | None:
 
 def commit_messages(settings: Settings) -> list[dict[str, Any]]:
     """Everything on the commits queue, with attributes; received messages are deleted."""
-    sqs = services.aws("sqs")
-    url = sqs.get_queue_url(QueueName=settings.commits_queue)["QueueUrl"]
-    found: list[dict[str, Any]] = []
-    for _ in range(10):
-        got = sqs.receive_message(
-            QueueUrl=url,
-            MaxNumberOfMessages=10,
-            AttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            WaitTimeSeconds=0,
-        ).get("Messages", [])
-        if not got:
-            break
-        found.extend(got)
-        for m in got:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return found
+    return receive_all(services.aws("sqs").get_queue_url(QueueName=settings.commits_queue)["QueueUrl"], delete=True)
 
 
 # --- tests ---------------------------------------------------------------------------------------
