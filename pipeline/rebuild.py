@@ -8,7 +8,8 @@ state before an entry is the state after it with its items undone, the last item
 What a changelog item cannot tell us stays as it is now (so an old state may show some newer values): list and object
 fields other than the few handled below (components, versions, sprints, links, attachments, option-valued custom
 fields), derived fields with no item of their own (`statuscategorychangedate`, the aggregate time fields, `workratio`,
-`watches`, `votes`), comments and worklogs, and text edited outside the changelog. A webhook's
+`watches`, `votes`), edits and deletions of comments and worklogs (those made later are left out by their
+`created`), and text edited outside the changelog. A webhook's
 `issue_event_type_name` comes from the workflow, which the changelog does not record either: we give
 `issue_moved`, `issue_assigned` or `issue_generic`, never `issue_resolved` or `issue_closed`.
 """
@@ -47,6 +48,7 @@ _OBJECT_FIELDS = frozenset({"status", "priority", "project", "issuetype", "resol
 _USER_FIELDS = frozenset({"assignee", "reporter"})
 _TEXT_FIELDS = frozenset({"summary", "description", "environment"})
 _SECONDS_FIELDS = frozenset({"timeoriginalestimate", "timeestimate", "timespent"})
+_COLLECTIONS = {"comment": "comments", "worklog": "worklogs"}  # field -> its list, each item with a `created`
 # What GET /issue adds that a webhook's issue never has.
 _NOT_IN_WEBHOOKS = (
     "expand",
@@ -151,8 +153,10 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
     for history in reversed(entries):
         states.insert(0, _undo(states[0], history, lookup))
     states[0]["fields"]["updated"] = created_text
+    _as_of(states[0]["fields"], created_ms)
     for state, history in zip(states[1:], entries, strict=True):
         state["fields"]["updated"] = history.get("created")
+        _as_of(state["fields"], _ms(history.get("created"), _which(history)))
 
     # The reporter may have changed since: the one at creation stands in when Jira shows no creator.
     first = states[0]["fields"]
@@ -191,6 +195,31 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
             )
         )
     return events
+
+
+def _as_of(fields: dict[str, Any], at_ms: int) -> None:
+    """Comments and worklogs made after `at_ms` did not exist yet. (Edits to older ones cannot be undone: Jira
+    keeps no history of them, so an old state shows their latest text.)"""
+    for field, listing in _COLLECTIONS.items():
+        holder = fields.get(field)
+        if not isinstance(holder, dict) or not isinstance(holder.get(listing), list):
+            continue
+        items = holder[listing]
+        kept = [i for i in items if not isinstance(i, dict) or _made_by(i, at_ms)]
+        if len(kept) == len(items):
+            continue
+        holder[listing] = kept
+        if holder.get("total") == len(items):
+            holder["total"] = len(kept)
+        if holder.get("maxResults") == len(items):
+            holder["maxResults"] = len(kept)
+
+
+def _made_by(item: dict[str, Any], at_ms: int) -> bool:
+    try:
+        return _ms(item.get("created"), "a comment's or worklog's created") <= at_ms
+    except ValueError:
+        return True  # no readable time: keep it rather than lose it
 
 
 def _undo(after: dict[str, Any], history: dict[str, Any], lookup: Lookup) -> dict[str, Any]:

@@ -258,3 +258,30 @@ def test_a_document_replaces_a_remembered_miss() -> None:
     doc["fields"]["assignee"] = JiraModel(seed=1, issues=1).render_user(USERS[3][0], 2)
     lookup.seed(doc)
     assert lookup.get("user", USERS[3][0]) == doc["fields"]["assignee"]
+
+
+def test_comments_and_worklogs_made_later_are_not_in_an_earlier_state(model: JiraModel) -> None:
+    # Given an issue commented on before its one entry and after it, with a worklog after it
+    current = model.issue_json("10000", api=2)
+    fields = current["fields"]
+    created = model.issues["10000"].created_ms
+    entry_at, later = created + 60_000, created + 120_000
+
+    def comment(comment_id: str, at: int) -> dict[str, Any]:
+        return {"id": comment_id, "body": f"note {comment_id}", "created": iso(at), "updated": iso(at)}
+
+    early, late = comment("1", created + 30_000), comment("2", later)
+    fields["comment"] = {"comments": [early, late], "maxResults": 2, "total": 2, "startAt": 0}
+    fields["worklog"] = {"worklogs": [{**comment("9", later), "timeSpentSeconds": 60}], "maxResults": 1, "total": 1}
+    fields.update(summary="after", updated=iso(later))
+    entry = history("40003", iso(entry_at), item("summary", None, "before", None, "after"))
+
+    # When it is rebuilt
+    at_creation, after_entry = rebuild(current, [entry], Lookup())
+
+    # Then each state holds only what existed at its time
+    first, second = at_creation.payload["issue"]["fields"], after_entry.payload["issue"]["fields"]
+    assert first["comment"] == {"comments": [], "maxResults": 0, "total": 0, "startAt": 0}
+    assert second["comment"] == {"comments": [early], "maxResults": 1, "total": 1, "startAt": 0}
+    assert first["worklog"]["worklogs"] == second["worklog"]["worklogs"] == []
+    assert current["fields"]["comment"]["comments"] == [early, late]  # the caller's document is left alone
