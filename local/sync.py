@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import re
 import shutil
 import sys
 import time
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from pipeline.settings import load_settings
+from pipeline.store import JOB_ID_PATTERN
 
 POLL_SECONDS = 0.5
 PLAIN_EVERY = 5.0  # seconds between progress lines when the output is not a terminal
@@ -29,7 +29,6 @@ BAR_WIDTH = 20
 LIST_AT_MOST = 50  # not-visible and deleted issues shown in the summary; errors are always all shown
 TRANSIENT_POLLS = 10  # consecutive failed polls (5xx, timeouts) tolerated before giving up on following
 EXIT_CODES = {"succeeded": 0, "finished_with_errors": 1, "failed": 1}
-_JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ApiError(Exception):
@@ -237,7 +236,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             accepted = client.call("POST", "/sync", {"project": args.project or None, "since": args.since or None})
             job_id = str(accepted.get("job_id") or "")
             print(f"sync: job {job_id} started", file=out, flush=True)
-        if not _JOB_ID.match(job_id):
+        if not JOB_ID_PATTERN.fullmatch(job_id):
             print(f"sync: {job_id!r} is not a job id", file=sys.stderr)
             return 2
         job = follow(client, job_id, out, out.isatty(), started)

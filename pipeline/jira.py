@@ -15,7 +15,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -211,7 +211,7 @@ class JiraClient:
                 token = page.get("nextPageToken")
                 if not token:
                     break
-        return {issue_id: sorted(histories, key=_history_order) for issue_id, histories in found.items()}
+        return {issue_id: sorted(histories, key=history_order) for issue_id, histories in found.items()}
 
     def census(self, project_key: str) -> set[str]:
         """The ids of every issue in the project these credentials can see (ids only, so 5000 per page)."""
@@ -341,17 +341,29 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _history_order(history: dict[str, Any]) -> tuple[float, int]:
-    """Oldest first: by creation time, then by id (ids grow with time, so they break ties within a millisecond)."""
+def epoch_ms(value: Any) -> int | None:
+    """A Jira time ("2026-01-05T09:00:00.000+0000") as epoch ms, or None if it is not one; no zone means UTC."""
+    if not isinstance(value, str):
+        return None
     try:
-        created = datetime.fromisoformat(str(history.get("created"))).timestamp()
+        moment = datetime.fromisoformat(value)
     except ValueError:
-        created = 0.0
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, where float seconds can lose a millisecond
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def history_order(history: dict[str, Any]) -> tuple[int, int]:
+    """Oldest first: by creation time, then by id (ids grow with time, so they break ties within a millisecond)."""
     try:
         number = int(str(history.get("id")))
     except ValueError:
         number = 0
-    return created, number
+    return epoch_ms(history.get("created")) or 0, number
 
 
 def _segment(id_or_key: str) -> str:

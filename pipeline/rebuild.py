@@ -20,8 +20,9 @@ import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pipeline.jira import epoch_ms, history_order
 
 # The keys each kind of object has where an issue embeds it; a fetched resource carries more (a user's groups, a
 # project's lead and components...) that a webhook's issue never shows.
@@ -61,7 +62,6 @@ _NOT_IN_WEBHOOKS = (
     "operations",
     "versionedRepresentations",
 )
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
     created_ms = _ms(created_text, "the issue's fields.created")
     updated_ms = _ms(fields["updated"], "the issue's fields.updated") if fields.get("updated") else None
     entries = [h for h in histories if updated_ms is None or _ms(h.get("created"), _which(h)) <= updated_ms]
-    entries.sort(key=_order)
+    entries.sort(key=history_order)
 
     lookup.seed(latest)
     for history in entries:
@@ -345,24 +345,12 @@ def _v2_selves(value: Any) -> Any:
 
 
 def _ms(text: Any, what: str) -> int:
-    """Epoch ms of a Jira time ("2026-01-05T09:00:00.000+0000"); a time without zone is taken as UTC."""
-    try:
-        moment = datetime.fromisoformat(str(text))
-    except ValueError:
-        raise ValueError(f"{what} is not a Jira time: {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
+    """Epoch ms of a Jira time; a rebuild cannot place an entry without one, so it refuses."""
+    found = epoch_ms(text)
+    if found is None:
+        raise ValueError(f"{what} is not a Jira time: {text!r}")
+    return found
 
 
 def _which(history: dict[str, Any]) -> str:
     return f"changelog entry {history.get('id')!r}'s created"
-
-
-def _order(history: dict[str, Any]) -> tuple[int, int]:
-    """Oldest first; ids grow with time, so they order entries made within one millisecond."""
-    try:
-        number = int(str(history.get("id")))
-    except ValueError:
-        number = 0
-    return _ms(history.get("created"), _which(history)), number

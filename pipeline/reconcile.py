@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import jobs
-from pipeline.jira import IssueGone, IssueHidden, JiraClient, JiraError, JiraRateLimited, project_clause
+from pipeline.jira import (
+    IssueGone,
+    IssueHidden,
+    JiraClient,
+    JiraError,
+    JiraRateLimited,
+    epoch_ms,
+    project_clause,
+)
 from pipeline.messages import QueuedEvent
 from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
 from pipeline.snapshot import Order, canonical_json, issue_document
 from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, project_prefix, raw_key
-
-log = logging.getLogger(__name__)
 
 SEARCH_PAGE = 50  # a page (reads, rebuilds, sends) is one unit of work: it must fit well inside a step's margin
 PENDING_BATCH = 25
@@ -121,8 +125,7 @@ class Reconciler:
         jobs.save(self.store, job)
 
     def _cursor(self) -> dict[str, Any]:
-        found = self.store.read_json(SYNC_CURSOR)
-        return dict(found.data.get("scopes") or {}) if found else {}
+        return _read_cursor(self.store)
 
     # --- the three phases -------------------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class Reconciler:
         try:
             present = self.jira.census(project)
         except JiraError as exc:
-            if exc.status != 400 or isinstance(exc, JiraRateLimited):
+            if exc.status != 400:
                 raise self._fatal_or_retry(exc) from None
             # Jira refuses JQL naming a project that no longer exists: every issue we hold there is checked.
             present = set()
@@ -206,7 +209,7 @@ class Reconciler:
             for issue in issues
             if self._needs_work(
                 str(issue["id"]),
-                _ms((issue.get("fields") or {}).get("updated")),
+                epoch_ms((issue.get("fields") or {}).get("updated")),
                 changelogs.get(str(issue["id"]), []),
             )
         ]
@@ -236,7 +239,7 @@ class Reconciler:
         recorded = self.store.recorded_entries(issue_id)
         if "created" not in recorded or any(str(h.get("id")) not in recorded for h in histories):
             return True
-        ours = _ms(((state.get("issue") or {}).get("fields") or {}).get("updated"))
+        ours = epoch_ms(((state.get("issue") or {}).get("fields") or {}).get("updated"))
         return jira_updated is None or ours is None or jira_updated > ours
 
     def _reconcile_issue(self, job: dict[str, Any], issue_id: str) -> bool:
@@ -304,7 +307,8 @@ class Reconciler:
         document = issue_document(current)
         if newest is not None and newest[1] == document:
             return 0
-        at = _ms((current.get("fields") or {}).get("updated")) or self.now_ms()
+        updated = epoch_ms((current.get("fields") or {}).get("updated"))
+        at = updated or self.now_ms()
         if newest is not None and at <= newest[0].time_ms:
             at = newest[0].time_ms + 1  # an edit after the newest we hold, whatever its clock says
         payload = {
@@ -313,10 +317,9 @@ class Reconciler:
             "issue_event_type_name": "issue_generic",
             "issue": current,
         }
-        updated = _ms((current.get("fields") or {}).get("updated")) or at
         # Two edits without a changelog entry can share an `updated`; the document tells them apart.
-        digest = hashlib.sha256(canonical_json(issue_document(current))).hexdigest()[:12]
-        self._feed(issue_id, f"rc-{issue_id}-u{updated}-{digest}", payload)
+        digest = hashlib.sha256(canonical_json(document)).hexdigest()[:12]
+        self._feed(issue_id, f"rc-{issue_id}-u{updated or at}-{digest}", payload)
         return 1
 
     def _check_vanished(self, job: dict[str, Any], issue_id: str) -> None:
@@ -332,7 +335,7 @@ class Reconciler:
         except JiraError as exc:
             self._issue_error(job, issue_id, exc)
             return
-        updated = _ms((found.get("fields") or {}).get("updated"))
+        updated = epoch_ms((found.get("fields") or {}).get("updated"))
         if not job["project"] and updated is not None and updated >= int(job["resume"].get("bound_ms") or 0):
             # Moved to another project after the bound: this job's search (of every project) read it already,
             # and what it fed may not be captured yet, so reading it again would only feed it twice.
@@ -363,7 +366,7 @@ class Reconciler:
             _report(job, "not_visible", {"id": issue_id, "key": key})
 
     def _issue_error(self, job: dict[str, Any], issue_id: str, exc: JiraError) -> bool:
-        if isinstance(exc, JiraRateLimited) or exc.status == 0 or exc.status >= 500 or exc.status == 401:
+        if _retryable(exc) or exc.status == 401:  # not about this issue: the step or the job ends
             raise self._fatal_or_retry(exc)
         _report(job, "errors", {"issue_id": issue_id, "status": exc.status, "message": exc.message})
         self.store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": f"jira_{exc.status}"})
@@ -379,7 +382,7 @@ class Reconciler:
     @staticmethod
     def _fatal_or_retry(exc: JiraError) -> Exception:
         """Rate limits, network trouble and 5xx end the step for a retry; other refusals end the job."""
-        if isinstance(exc, JiraRateLimited) or exc.status == 0 or exc.status >= 500:
+        if _retryable(exc):
             return exc
         if exc.status == 401:
             return JobFailed(f"Jira refused the credentials (401): check the site URL, email and API token. {exc}")
@@ -392,6 +395,11 @@ class Reconciler:
         self.send(queued, issue_id)
 
 
+def _retryable(exc: JiraError) -> bool:
+    """Rate limited, unreachable or failing on Jira's side: the same request may well work later."""
+    return isinstance(exc, JiraRateLimited) or exc.status == 0 or exc.status >= 500
+
+
 def _behind(
     current: dict[str, Any], state: dict[str, Any] | None, histories: list[dict[str, Any]], recorded: set[str]
 ) -> bool:
@@ -401,13 +409,13 @@ def _behind(
     after our read), or a changelog entry already claimed is later than the held document (its capture is in
     flight, and brings its own document, so the refresh would only add a commit of its own).
     """
-    held = _ms((((state or {}).get("issue") or {}).get("fields") or {}).get("updated"))
+    held = epoch_ms((((state or {}).get("issue") or {}).get("fields") or {}).get("updated"))
     if held is None:
         return False
-    read = _ms((current.get("fields") or {}).get("updated"))
+    read = epoch_ms((current.get("fields") or {}).get("updated"))
     if read is not None and read < held:
         return True
-    return any((_ms(h.get("created")) or 0) > held for h in histories if str(h.get("id")) in recorded)
+    return any((epoch_ms(h.get("created")) or 0) > held for h in histories if str(h.get("id")) in recorded)
 
 
 def scheduled_run_due(store: Store, every_hours: float, now_ms: int) -> bool:
@@ -417,9 +425,14 @@ def scheduled_run_due(store: Store, every_hours: float, now_ms: int) -> bool:
     """
     if every_hours <= 0:
         return False
-    found = store.read_json(SYNC_CURSOR)
-    last = (found.data.get("scopes") or {}).get("*") if found else None
+    last = _read_cursor(store).get("*")
     return isinstance(last, int) and now_ms - last >= every_hours * 3_600_000
+
+
+def _read_cursor(store: Store) -> dict[str, Any]:
+    """Where each scope's last complete run began: `*` for every project, else a project key."""
+    found = store.read_json(SYNC_CURSOR)
+    return dict(found.data.get("scopes") or {}) if found else {}
 
 
 def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
@@ -427,19 +440,3 @@ def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
         job[listing].append(item)
     else:
         job[f"{listing}_omitted"] = int(job.get(f"{listing}_omitted") or 0) + 1
-
-
-def _ms(value: Any) -> int | None:
-    """A Jira time ("2026-01-05T09:00:00.000+0000") as epoch ms."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, where float seconds can lose a millisecond
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
