@@ -72,6 +72,10 @@ class GitStore:
         Only the tip commit and its trees: depth 1, no blobs. Writing a new version of a file never needs the
         old one, so a cold start costs the same at 100,000 files as at 1,000 (on servers that honour filters).
         """
+        if not self.fetched and self.tip is not None:
+            # A cache left by an earlier process holds commits only (trees live in memory): the first tree read
+            # would start it afresh and fetch again, so start afresh now and fetch once.
+            self._fresh_cache()
         return self._fetch(depth=1, only_new=True, filter_spec=b"blob:none")
 
     def deepen(self, depth: int) -> bool:

@@ -73,20 +73,21 @@ class RawTree:
             keys = self.keys if sha is not None else self.keys[:i] + self.keys[i + 1 :]
             chunks = self.chunks[:i] + ((new_chunk,) if sha is not None else ()) + self.chunks[i + 1 :]
         else:
-            if sha is None:
-                return self, delta(len(self.data), len(self.data), [(0, len(self.data))], b"", 0)
+            if sha is None:  # nothing to remove: the same tree, and a delta that copies it whole
+                size = len(self.data)
+                return self, delta(size, size, ((0, size), (size, 0)), b"")
             old_len = 0
             keys = self.keys[:i] + (key,) + self.keys[i:]
             chunks = self.chunks[:i] + (new_chunk,) + self.chunks[i:]
         tree = RawTree._of(keys, chunks)
         prefix = sum(map(len, self.chunks[:i]))
         suffix_start = prefix + old_len
-        copies = [(0, prefix), (suffix_start, len(self.data) - suffix_start)]
-        return tree, delta(len(self.data), len(tree.data), copies, new_chunk, prefix)
+        copies = ((0, prefix), (suffix_start, len(self.data) - suffix_start))
+        return tree, delta(len(self.data), len(tree.data), copies, new_chunk)
 
 
-def delta(base_size: int, result_size: int, copies: list[tuple[int, int]], insert: bytes, insert_at: int) -> bytes:
-    """A git delta: copy `copies[0]`, insert `insert`, copy `copies[1]` (`insert_at` is where the insert lands)."""
+def delta(base_size: int, result_size: int, copies: tuple[tuple[int, int], tuple[int, int]], insert: bytes) -> bytes:
+    """A git delta: copy `copies[0]` of the base, insert `insert`, copy `copies[1]`."""
     out = bytearray(_varint(base_size) + _varint(result_size))
     (first_offset, first_size), (second_offset, second_size) = copies
     _copy(out, first_offset, first_size)

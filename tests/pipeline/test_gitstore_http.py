@@ -156,3 +156,34 @@ def test_trees_lost_from_memory_are_fetched_again(server: GitServer, tmp_path: P
         "issues/A/A-2.json",
     ]
     store.close()
+
+
+def test_a_cache_left_by_an_earlier_process_is_fetched_once(server: GitServer, tmp_path: Path, monkeypatch) -> None:
+    first = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
+    first.fetch()
+    first.stage({"issues/A/A-1.json": b"1\n"}, AUTHOR, 1764000000, "one\n")
+    first.push()
+    first.close()
+    # When a new process opens the same cache (a local restart, or a reconnect after the remote failed)
+    fetches: list[int | None] = []
+    real = GitStore._fetch
+
+    def counted(self: GitStore, depth: int, *args, **kwargs):  # type: ignore[no-untyped-def]
+        fetches.append(depth)
+        return real(self, depth, *args, **kwargs)
+
+    monkeypatch.setattr(GitStore, "_fetch", counted)
+    again = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
+    again.fetch()
+    again.stage({"issues/A/A-2.json": b"2\n"}, AUTHOR, 1764000001, "two\n")
+    again.push()
+    # Then the remote is asked once, not once for the commit and again for its trees
+    assert fetches == [1]
+    assert git(server.root / "repo.git", "show", "main:issues/A/A-1.json") == "1\n"
+    again.close()
+
+
+def test_removing_a_name_a_tree_lacks_changes_nothing() -> None:
+    tree = RawTree.build([(b"K-1.json", 0o100644, b"\x01" * 20)])
+    same, delta = tree.with_entry(b"K-2.json", 0o100644, None)
+    assert same is tree and apply_delta(tree.data, delta) == tree.data
