@@ -29,7 +29,9 @@ from dulwich.repo import Repo
 
 from bench.repos import issue_id, issue_key, webhook
 from local.stack import free_port, stop_process
+from pipeline.queues import queue_depth
 from pipeline.settings import load_settings
+from pipeline.store import snapshot_key as store_snapshot_key
 
 ROOT = Path(__file__).resolve().parents[1]
 _TRAILER = re.compile(rb"^Jira-Event-Id: (\S+)", re.MULTILINE)
@@ -145,7 +147,7 @@ class Event:
 
     @property
     def snapshot_key(self) -> str:
-        return f"snapshots/{issue_id(self.index)}/{self.timestamp_ms}-{self.event_id}.json"
+        return store_snapshot_key(issue_id(self.index), self.timestamp_ms, self.event_id)
 
 
 @dataclass
@@ -327,14 +329,8 @@ def _wait_for(events: list[Event], git: GitWatcher, s3: S3Snapshots, timeout: fl
 
 def queue_depths(stack: StackProcess, sqs: Any) -> dict[str, int]:
     """Messages waiting or in flight on each queue: where a backlog sits says which stage is behind."""
-    depths: dict[str, int] = {}
-    for label, name in (("events", stack.settings.events_queue), ("commits", stack.settings.commits_queue)):
-        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-        attrs = sqs.get_queue_attributes(
-            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-        )["Attributes"]
-        depths[label] = int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-    return depths
+    names = {"events": stack.settings.events_queue, "commits": stack.settings.commits_queue}
+    return {label: queue_depth(sqs, name) for label, name in names.items()}
 
 
 # --- phases ---------------------------------------------------------------------------------------------

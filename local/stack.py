@@ -24,6 +24,7 @@ from local.poller import Poller
 from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
 from pipeline import services
 from pipeline.gitstore import redact
+from pipeline.queues import queue_depth
 from pipeline.reconcile import scheduled_run_due
 from pipeline.settings import SecretUnavailable, Settings, get_settings
 
@@ -190,16 +191,8 @@ class LocalStack:
         """Block until the queues are empty and the pollers have nothing in hand (tests, demo)."""
         sqs = services.aws("sqs")
         deadline = time.monotonic() + timeout
-        names = [self.settings.events_queue, self.settings.commits_queue, self.settings.sync_queue]
         while time.monotonic() < deadline:
-            busy = 0
-            for name in names:
-                url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-                attrs = sqs.get_queue_attributes(
-                    QueueUrl=url,
-                    AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-                )["Attributes"]
-                busy += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+            busy = sum(queue_depth(sqs, source) for source, _ in self.settings.queue_pairs)
             # Received messages count as in flight, so empty queues and no handler running means done.
             if busy == 0 and not any(p.busy.is_set() for p in self.pollers):
                 return
@@ -224,7 +217,7 @@ class LocalStack:
             self._saver.join(10)
         s = self.settings
         s3, sqs = services.aws("s3"), services.aws("sqs")
-        queues = [s.events_queue, s.commits_queue, s.sync_queue, s.events_dlq, s.commits_dlq, s.sync_dlq]
+        queues = [source for source, _ in s.queue_pairs] + [dlq for _, dlq in s.queue_pairs]
         try:
             # Queues first: they hold what is accepted but not yet stored anywhere else.
             log.info("saved %d queued messages to %s", self.state.save_queues(sqs, queues), self.state.root)

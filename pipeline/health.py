@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.queues import queue_depth
 from pipeline.settings import Settings
 
 
@@ -48,21 +49,13 @@ def _storage(settings: Settings, s3: Any) -> Check:
     return Check(True, f"bucket {settings.bucket} reachable")
 
 
-def _depth(sqs: Any, name: str) -> int:
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    attrs = sqs.get_queue_attributes(
-        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
-
-
 def _queues(settings: Settings, sqs: Any) -> Check:
-    depths = {name: _depth(sqs, name) for name in (settings.events_queue, settings.commits_queue, settings.sync_queue)}
+    depths = {name: queue_depth(sqs, name) for name, _ in settings.queue_pairs}
     return Check(True, ", ".join(f"{n}: {d} waiting" for n, d in depths.items()))
 
 
 def _dead_letters(settings: Settings, sqs: Any) -> Check:
-    depths = {name: _depth(sqs, name) for name in (settings.events_dlq, settings.commits_dlq, settings.sync_dlq)}
+    depths = {name: queue_depth(sqs, name) for _, name in settings.queue_pairs}
     stuck = {n: d for n, d in depths.items() if d}
     if stuck:
         listed = ", ".join(f"{n}: {d}" for n, d in stuck.items())

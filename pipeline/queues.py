@@ -54,5 +54,14 @@ class Queues:
         )
 
 
+def queue_depth(sqs: Any, name: str) -> int:
+    """Messages waiting or in flight on the queue: received but not yet deleted counts as work not done."""
+    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    attrs = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attrs.get("ApproximateNumberOfMessages", 0)) + int(attrs.get("ApproximateNumberOfMessagesNotVisible", 0))
+
+
 def change_dedup_id(change: Change) -> str:
     return hashlib.sha256(f"{change.issue_id}:{change.event_id}".encode()).hexdigest()

@@ -44,11 +44,7 @@ class Pair:
 
 
 def pairs(settings: Settings) -> list[Pair]:
-    return [
-        Pair(settings.events_dlq, settings.events_queue),
-        Pair(settings.commits_dlq, settings.commits_queue),
-        Pair(settings.sync_dlq, settings.sync_queue),
-    ]
+    return [Pair(dlq, source) for source, dlq in settings.queue_pairs]
 
 
 def queue_url(sqs: Any, name: str) -> str:

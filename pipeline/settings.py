@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 MAX_WEBHOOK_BYTES = 6 * 1024 * 1024  # what a Lambda Function URL accepts
 # SQS takes 1 MiB per message; a larger one carries its body by reference to the raw S3 object.
@@ -67,25 +68,37 @@ class Settings:
     def jira_credentials(self) -> JiraCredentials:
         """Site URL, account email and API token: from the environment locally, one JSON secret deployed."""
         env = self.secrets.env
-        if env.get("JSYNC_JIRA_SECRET_NAME", "").strip():
-            raw = self.secrets.get("jira") or ""
+        secret_name = env.get("JSYNC_JIRA_SECRET_NAME", "").strip()
+        if secret_name:
             try:
-                data = json.loads(raw)
+                data: Any = json.loads(self.secrets.get("jira") or "")
             except ValueError:
-                raise SecretUnavailable(
-                    f"Secret {env['JSYNC_JIRA_SECRET_NAME']} (jira) is not JSON with url, email and token."
-                ) from None
-            values = {k: str(data.get(k) or "").strip() if isinstance(data, dict) else "" for k in _JIRA_FIELDS}
-            where = f"secret {env['JSYNC_JIRA_SECRET_NAME']}"
+                data = None
+            where = f"secret {secret_name}"
         else:
-            values = {k: env.get(f"JSYNC_JIRA_{k.upper()}", "").strip() for k in _JIRA_FIELDS}
+            data = {k: env.get(f"JSYNC_JIRA_{k.upper()}", "") for k in JIRA_FIELDS}
             where = "JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL and JSYNC_JIRA_TOKEN"
-        missing = [k for k in _JIRA_FIELDS if not values[k]]
-        if missing:
-            raise SecretUnavailable(f"Jira credentials are incomplete ({', '.join(missing)} missing); set {where}.")
-        if not values["url"].startswith(("https://", "http://")):
-            raise SecretUnavailable("The Jira URL must start with https:// (your site, e.g. https://x.atlassian.net).")
-        return JiraCredentials(values["url"].rstrip("/"), values["email"], values["token"])
+        try:
+            return jira_credentials_from(data)
+        except JiraCredentialsInvalid as bad:
+            if bad.not_json:
+                raise SecretUnavailable(f"Secret {secret_name} (jira) is not JSON with url, email and token.") from None
+            if bad.missing:
+                raise SecretUnavailable(
+                    f"Jira credentials are incomplete ({', '.join(bad.missing)} missing); set {where}."
+                ) from None
+            raise SecretUnavailable(
+                "The Jira URL must start with https:// (your site, e.g. https://x.atlassian.net)."
+            ) from None
+
+    @property
+    def queue_pairs(self) -> tuple[tuple[str, str], ...]:
+        """Every queue with its dead-letter queue: (source, DLQ) for events, commits and sync, in that order."""
+        return (
+            (self.events_queue, self.events_dlq),
+            (self.commits_queue, self.commits_dlq),
+            (self.sync_queue, self.sync_dlq),
+        )
 
     @property
     def events_dlq(self) -> str:
@@ -100,7 +113,31 @@ class Settings:
         return dead_letter_name(self.commits_queue)
 
 
-_JIRA_FIELDS = ("url", "email", "token")
+JIRA_FIELDS = ("url", "email", "token")
+
+
+class JiraCredentialsInvalid(ValueError):
+    """Why Jira credentials cannot be used; callers word it for where the values came from."""
+
+    def __init__(self, not_json: bool = False, missing: tuple[str, ...] = (), bad_url: bool = False) -> None:
+        super().__init__("not JSON" if not_json else f"missing {missing}" if missing else "bad url")
+        self.not_json, self.missing, self.bad_url = not_json, missing, bad_url
+
+
+def jira_credentials_from(data: Any) -> JiraCredentials:
+    """Jira credentials from `{url, email, token}`: all three non-empty, the URL an http(s) address.
+
+    The one rule for both the running functions and `make deploy`'s check of the secret.
+    """
+    if not isinstance(data, dict):
+        raise JiraCredentialsInvalid(not_json=True)
+    values = {k: str(data.get(k) or "").strip() for k in JIRA_FIELDS}
+    missing = tuple(k for k in JIRA_FIELDS if not values[k])
+    if missing:
+        raise JiraCredentialsInvalid(missing=missing)
+    if not values["url"].startswith(("https://", "http://")):
+        raise JiraCredentialsInvalid(bad_url=True)
+    return JiraCredentials(values["url"].rstrip("/"), values["email"], values["token"])
 
 
 @dataclass(frozen=True)
@@ -133,7 +170,8 @@ _SECRETS = {
     "webhook_secret": ("JSYNC_WEBHOOK_SECRET", "JSYNC_WEBHOOK_SECRET_NAME"),
     "api_keys": ("JSYNC_API_KEYS", "JSYNC_API_KEYS_SECRET_NAME"),
     "git_token": ("JSYNC_GIT_TOKEN", "JSYNC_GIT_TOKEN_SECRET_NAME"),
-    "jira": ("JSYNC_JIRA_CREDENTIALS", "JSYNC_JIRA_SECRET_NAME"),  # deployed only: JSON {url, email, token}
+    # Deployed only (JSON {url, email, token}); locally jira_credentials reads JSYNC_JIRA_URL/_EMAIL/_TOKEN itself.
+    "jira": ("", "JSYNC_JIRA_SECRET_NAME"),
 }
 
 

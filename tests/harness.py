@@ -16,6 +16,7 @@ from dulwich.repo import Repo
 from functions import committer, ingest, reconcile, writer
 from local.poller import Poller
 from pipeline import jobs, services
+from pipeline.queues import queue_depth
 from pipeline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -161,12 +162,7 @@ class Pipeline:
 
     def depth(self, *names: str) -> int:
         sqs = services.aws("sqs")
-        total = 0
-        for name in names or (self.settings.events_queue, self.settings.commits_queue, self.settings.sync_queue):
-            url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-            attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
-            total += int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
-        return total
+        return sum(queue_depth(sqs, name) for name in names or [source for source, _ in self.settings.queue_pairs])
 
     # --- reading what was stored -----------------------------------------------------------------
     def latest(self, issue_id: str) -> dict[str, Any] | None:
