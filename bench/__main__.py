@@ -23,7 +23,7 @@ from typing import Any
 from bench import committer, endtoend, reconcile, repos
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.report import machine, render, targets
-from pipeline.gitstore import redact
+from pipeline.gitstore import describe_error, redact
 
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (200,)
@@ -184,7 +184,7 @@ def _get_ms(entry: dict[str, Any]) -> float | None:
 
 def _error(exc: BaseException) -> str:
     traceback.print_exc(file=sys.stderr)
-    return redact(f"{type(exc).__name__}: {exc}")[:2000]
+    return describe_error(exc)[:2000]
 
 
 def main(argv: list[str] | None = None) -> int:

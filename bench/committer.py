@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.gitserver import TOKEN_ENV, git_env
-from bench.repos import BASE_TIME_MS, issue_doc, issue_id, issue_key, issue_path
+from bench.repos import BASE_TIME_MS, issue_doc, issue_id, issue_key
 from pipeline.messages import Change
-from pipeline.snapshot import canonical_json
+from pipeline.snapshot import canonical_json, git_path
+from pipeline.store import snapshot_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 10  # what the commits queue hands the committer at most
@@ -55,7 +56,7 @@ def changes_for(n: int, count: int, tag: str, seed: int = 0) -> list[Change]:
                 subject=f"created: {fields['summary']}" if version == 0 else "updated summary, status",
                 changes=[] if version == 0 else [{"field": "summary", "from": None, "to": fields["summary"]}],
                 deleted=False,
-                snapshot_key=f"snapshots/{issue_id(i)}/{t}-{event_id}.json",
+                snapshot_key=snapshot_key(issue_id(i), t, event_id),
                 document=doc,
                 event_time_ms=t,
             )
@@ -247,7 +248,7 @@ def git_cli(remote_with_token: str, n: int, events: int, workdir: Path) -> dict[
         started = time.perf_counter()
         _git(["clone", "--quiet", "--single-branch", "--branch", "main", remote_with_token, str(work)], env)
         cloned = time.perf_counter()
-        path = work / issue_path(int(change.issue_id) - 100_000)
+        path = work / git_path(change.key, change.issue_id)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(canonical_json(change.document))
         _git(["-C", str(work), "add", str(path.relative_to(work))], env)

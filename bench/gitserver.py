@@ -17,7 +17,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -280,19 +279,6 @@ def copy_repo(source: Path, target: Path) -> Path:
     """A writable copy of a (cached) bare repository, to be pushed to."""
     shutil.copytree(source, target, symlinks=True)
     return target
-
-
-def refs_of(repo: Path) -> Iterator[tuple[str, str]]:
-    out = subprocess.run(
-        ["git", "--git-dir", str(repo), "for-each-ref", "--format=%(objectname) %(refname)"],
-        check=True,
-        capture_output=True,
-        text=True,
-        env=git_env(),
-    ).stdout
-    for line in out.splitlines():
-        sha, _, name = line.partition(" ")
-        yield name, sha
 
 
 def main() -> int:

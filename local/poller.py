@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,11 +98,7 @@ class Poller:
             self._thread.join(max(0.0, min(timeout, self._stop_by - time.monotonic())))
             if self._thread.is_alive():
                 self._abandon()
-        for receipt in self._backing_off.values():
-            try:
-                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
-            except Exception:  # received and handled since, or already visible: nothing to release
-                continue
+        self._release(self._backing_off.values())
         self._backing_off.clear()
 
     def _abandon(self) -> None:
@@ -111,15 +107,14 @@ class Poller:
             self._abandoned = True
             if self._in_hand:
                 log.warning("%s: stopped mid-batch; %d message(s) go back to the queue", self.name, len(self._in_hand))
-            self._release(self._in_hand)
+            self._release(m["ReceiptHandle"] for m in self._in_hand)
 
-    def _release(self, messages: list[dict[str, Any]]) -> None:
-        for m in messages:
+    def _release(self, receipts: Iterable[str]) -> None:
+        """Make messages visible again at once."""
+        for receipt in receipts:
             try:
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
-                )
-            except Exception:  # already gone: nothing to give back
+                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+            except Exception:  # handled since, already visible or gone: nothing to give back
                 continue
 
     def _run(self) -> None:
@@ -163,7 +158,7 @@ class Poller:
         context = LocalContext(self.name, str(uuid.uuid4()), deadline=deadline)
         with self._hand_lock:
             if self._abandoned:  # received while `stop()` gave up on this poller: straight back to the queue
-                self._release(messages)
+                self._release(m["ReceiptHandle"] for m in messages)
                 return len(messages)
             self._in_hand, self._context = messages, context
         if self._stop.is_set():

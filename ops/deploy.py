@@ -14,6 +14,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ops.package import ROOT
+from pipeline.settings import JiraCredentialsInvalid, jira_credentials_from
 
 SECRETS = {
     "webhook-secret": "the Jira webhook secret (Jira shows it once when you create the webhook)",
@@ -21,7 +22,6 @@ SECRETS = {
     "git-token": "a token that may push to the git remote (e.g. a GitHub fine-grained token, contents: write)",
 }
 JIRA_SECRET = "jira"  # optional: with it the reconcile (and its schedule) is on
-JIRA_FIELDS = ("url", "email", "token")
 # EventBridge's two forms; anything else would fail only halfway through the CloudFormation update.
 SCHEDULE = re.compile(r"(rate|cron)\([^()]+\)")
 
@@ -56,13 +56,15 @@ def jira_secret(stage: str, client: Any) -> str | None:
         data = json.loads(raw or "")
     except ValueError:
         data = None
-    if not isinstance(data, dict):
-        raise DeployError(f'{name} is not JSON; it must be {{"url": ..., "email": ..., "token": ...}}')
-    empty = [field for field in JIRA_FIELDS if not isinstance(data.get(field), str) or not data[field].strip()]
-    if empty:
-        raise DeployError(f"{name} has no {', '.join(empty)}; it needs non-empty url, email and token")
-    if not data["url"].strip().startswith(("https://", "http://")):
-        raise DeployError(f"{name}: url must be your Jira site's address, e.g. https://acme.atlassian.net")
+    try:
+        jira_credentials_from(data)  # the rule the reconcile function applies when it runs
+    except JiraCredentialsInvalid as bad:
+        if bad.not_json:
+            raise DeployError(f'{name} is not JSON; it must be {{"url": ..., "email": ..., "token": ...}}') from None
+        if bad.missing:
+            missing = ", ".join(bad.missing)
+            raise DeployError(f"{name} has no {missing}; it needs non-empty url, email and token") from None
+        raise DeployError(f"{name}: url must be your Jira site's address, e.g. https://acme.atlassian.net") from None
     return name
 
 

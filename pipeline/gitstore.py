@@ -45,7 +45,6 @@ class GitStore:
     """A bare cache of the remote branch: stage commits on its tip, push them in one pack."""
 
     def __init__(self, remote: str, branch: str, cache_dir: Path, token: str | None = None) -> None:
-        self.remote = remote
         self.ref = f"refs/heads/{branch}".encode()
         self.cache_dir = cache_dir
         self._client, self._path = get_transport_and_path(
@@ -57,6 +56,7 @@ class GitStore:
         )
         self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
         self._trees: dict[bytes, RawTree] = {}
+        self._new_trees: dict[bytes, RawTree] = {}
         # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
         self._deltas_ok = not isinstance(self._client, LocalGitClient)
         self.fetched = False  # once per process: /tmp may hold an old tip from a previous runtime
@@ -98,7 +98,7 @@ class GitStore:
                 self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=filter_spec
             )
         except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
-            raise RemoteUnavailable(_describe(exc, self.remote)) from None
+            raise RemoteUnavailable(describe_error(exc)) from None
         tip = result.refs.get(ref)
         if tip:
             self.repo.refs[ref] = tip
@@ -130,7 +130,7 @@ class GitStore:
         except PushRejected:
             raise
         except Exception as exc:
-            raise RemoteUnavailable(_describe(exc, self.remote)) from None
+            raise RemoteUnavailable(describe_error(exc)) from None
         failed = {ref: err for ref, err in (result.ref_status or {}).items() if err}
         if failed:
             raise PushRejected("; ".join(f"{r.decode()}: {e}" for r, e in failed.items()))
@@ -166,7 +166,7 @@ class GitStore:
     # --- staging --------------------------------------------------------------------------------
     def begin(self) -> None:
         """Drop anything staged and build on the tip again."""
-        for key in getattr(self, "_new_trees", {}):
+        for key in self._new_trees:
             self._trees.pop(key, None)  # never pushed: the remote does not have them
         self._new: dict[bytes, ShaFile] = {}  # the batch's blobs and commits, in memory until the push took
         self._new_trees: dict[bytes, RawTree] = {}  # the batch's trees, likewise
@@ -316,13 +316,13 @@ def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | No
         client, path = get_transport_and_path(remote, username="x-access-token" if token else None, password=token)
         refs = client.get_refs(path)
     except Exception as exc:
-        raise RemoteUnavailable(_describe(exc, remote)) from None
+        raise RemoteUnavailable(describe_error(exc)) from None
     mapping = getattr(refs, "refs", refs)
     return mapping.get(f"refs/heads/{branch}".encode())  # type: ignore[no-any-return]
 
 
-def _describe(exc: Exception, remote: str) -> str:
-    """Say what failed without echoing a URL that may carry a token."""
+def describe_error(exc: BaseException) -> str:
+    """What failed, without echoing a URL that may carry a token."""
     return redact(f"{type(exc).__name__}: {exc}")
 
 
@@ -331,4 +331,4 @@ def redact(text: str) -> str:
     return re.sub(r"://[^/@\s]*@", "://***@", text)
 
 
-__all__ = ["COMMITTER", "GitStore", "Person", "PushRejected", "RemoteUnavailable"]
+__all__ = ["COMMITTER", "GitStore", "Person", "PushRejected", "RemoteUnavailable", "describe_error", "redact"]

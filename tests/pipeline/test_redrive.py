@@ -25,7 +25,7 @@ from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
 from pipeline.store import Store
 from tests.conftest import stack_env
-from tests.harness import Pipeline, fixture_json, remote_commits
+from tests.harness import Pipeline, fixture_json, receive_all, remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = fixture_json("issue_updated.json")
@@ -124,17 +124,6 @@ def _send_to_dlq(sqs: Any, url: str, group: str, body: str) -> None:
     sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group, MessageDeduplicationId=f"orig-{body}")
 
 
-def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
-    received: list[dict[str, Any]] = []
-    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]).get(
-        "Messages", []
-    ):
-        received += batch
-        for m in batch:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-    return received
-
-
 def test_redrive_keeps_groups_and_order_within_a_group(settings: Settings) -> None:
     # Given 15 dead letters (more than one receive) in three interleaved groups
     sqs = services.aws("sqs")
@@ -146,13 +135,13 @@ def test_redrive_keeps_groups_and_order_within_a_group(settings: Settings) -> No
     moved = redrive.redrive_by_copy(sqs, Pair(settings.events_dlq, settings.events_queue), wait_seconds=0)
     # Then the source queue holds each in its group, in order, under a fresh dedup id; the DLQ is empty
     assert moved == 15
-    received = _receive_all(sqs, sqs.get_queue_url(QueueName=settings.events_queue)["QueueUrl"])
+    received = receive_all(sqs.get_queue_url(QueueName=settings.events_queue)["QueueUrl"], delete=True)
     for group in ("30000", "30001", "30002"):
         got = [m["Body"] for m in received if m["Attributes"]["MessageGroupId"] == group]
         assert got == [body for g, body in sent if g == group]
     assert len(received) == 15
     assert all(m["Attributes"]["MessageDeduplicationId"].startswith("redrive-") for m in received)
-    assert _receive_all(sqs, dlq_url) == []
+    assert receive_all(dlq_url, delete=True) == []
 
 
 def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
@@ -184,7 +173,7 @@ def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
         "done: 2 messages moved",
     ]
     # Then both steps are back on the sync queue, in the one reconcile group, in their order
-    received = _receive_all(sqs, sync_url)
+    received = receive_all(sync_url, delete=True)
     assert [(m["Body"], m["Attributes"]["MessageGroupId"]) for m in received] == [(b, "reconcile") for b in steps]
     assert redrive.waiting(sqs, dlq_url) == 0
 
@@ -208,9 +197,10 @@ def test_a_redrive_stopped_between_send_and_delete_loses_nothing(
     time.sleep(1.1)
     # When it runs again, the message is moved once more: at worst a duplicate (this one has the same dedup id)
     assert redrive.redrive_by_copy(sqs, pair, wait_seconds=0) == 1
-    bodies = [m["Body"] for m in _receive_all(sqs, sqs.get_queue_url(QueueName=settings.commits_queue)["QueueUrl"])]
+    commits_url = sqs.get_queue_url(QueueName=settings.commits_queue)["QueueUrl"]
+    bodies = [m["Body"] for m in receive_all(commits_url, delete=True)]
     assert set(bodies) == {"change-1"} and 1 <= len(bodies) <= 2
-    assert _receive_all(sqs, dlq_url) == []
+    assert receive_all(dlq_url, delete=True) == []
 
 
 def test_messages_failing_again_during_a_redrive_are_left_for_the_next_one(
