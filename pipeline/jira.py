@@ -15,9 +15,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
+
+from pipeline.jiratime import epoch_ms
 
 log = logging.getLogger(__name__)
 
@@ -339,22 +340,6 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def epoch_ms(value: Any) -> int | None:
-    """A Jira time ("2026-01-05T09:00:00.000+0000") as epoch ms, or None if it is not one; no zone means UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return (moment - _EPOCH) // timedelta(milliseconds=1)  # exact, where float seconds can lose a millisecond
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def history_order(history: dict[str, Any]) -> tuple[int, int]:

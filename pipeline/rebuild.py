@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.jira import epoch_ms, history_order
+from pipeline.jira import history_order
+from pipeline.jiratime import canonical, canonicalize, epoch_ms, same_instant
 
 # The keys each kind of object has where an issue embeds it; a fetched resource carries more (a user's groups, a
 # project's lead and components...) that a webhook's issue never shows.
@@ -132,11 +133,13 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
 
     `current` is GET /rest/api/2/issue/{id}; `histories` the issue's changelog entries as changelog/bulkfetch gives
     them. Entries newer than `current`'s `updated` are left out: the issue changed between the two reads, and the
-    next run, reading both again, rebuilds them on a document that includes them.
+    next run, reading both again, rebuilds them on a document that includes them. REST renders times in the site's
+    zone; the rebuilt webhooks, like Jira's, give them in UTC.
     """
     latest = copy.deepcopy(current)
     for name in _NOT_IN_WEBHOOKS:
         latest.pop(name, None)
+    canonicalize(latest)  # REST renders times in the site's zone; a webhook, as JSync stores them, in UTC
     fields = latest.setdefault("fields", {})
     created_text = fields.get("created")
     created_ms = _ms(created_text, "the issue's fields.created")
@@ -155,7 +158,7 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
     states[0]["fields"]["updated"] = created_text
     _as_of(states[0]["fields"], created_ms)
     for state, history in zip(states[1:], entries, strict=True):
-        state["fields"]["updated"] = history.get("created")
+        state["fields"]["updated"] = _utc(history.get("created"))
         _as_of(state["fields"], _ms(history.get("created"), _which(history)))
 
     # The reporter may have changed since: the one at creation stands in when Jira shows no creator.
@@ -280,8 +283,9 @@ def _undo_other(fields: dict[str, Any], name: str, item: dict[str, Any]) -> None
     to_raw, to_text = item.get("to"), item.get("toString")
     if value == to_text or (value is None and to_text in (None, "")):
         fields[name] = item.get("fromString")
-    elif to_raw is not None and value == to_raw:
-        fields[name] = item.get("from")
+    elif to_raw is not None and same_instant(value, to_raw):
+        # The document's times are UTC now; the item's are as Jira rendered them (a date-time custom field).
+        fields[name] = _utc(item.get("from"))
 
 
 def _rekey(doc: dict[str, Any], item: dict[str, Any]) -> None:
@@ -350,6 +354,11 @@ def _ms(text: Any, what: str) -> int:
     if found is None:
         raise ValueError(f"{what} is not a Jira time: {text!r}")
     return found
+
+
+def _utc(value: Any) -> Any:
+    """A Jira datetime in its canonical form; anything else as it is."""
+    return (canonical(value) or value) if isinstance(value, str) else value
 
 
 def _which(history: dict[str, Any]) -> str:

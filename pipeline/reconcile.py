@@ -21,9 +21,9 @@ from pipeline.jira import (
     JiraClient,
     JiraError,
     JiraRateLimited,
-    epoch_ms,
     project_clause,
 )
+from pipeline.jiratime import epoch_ms
 from pipeline.messages import QueuedEvent
 from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
 from pipeline.snapshot import Order, canonical_json, issue_document
@@ -298,7 +298,10 @@ class Reconciler:
         """An edit Jira keeps no changelog for (a comment, a field outside the changelog) still reaches latest/."""
         newest: tuple[Order, dict[str, Any] | None] | None = None
         if state is not None:
-            newest = (Order.from_list(state.get("order") or state["capture"]["order"]), state.get("issue"))
+            held = state.get("issue")
+            # Through issue_document too: a document stored before times were kept in UTC compares as its instants.
+            held_doc = issue_document(held) if isinstance(held, dict) else None
+            newest = (Order.from_list(state.get("order") or state["capture"]["order"]), held_doc)
         if fed and fed[-1] is events[-1]:
             last = events[-1]
             order = Order(last.timestamp_ms, int(last.key) if last.key.isdigit() else 0, "")

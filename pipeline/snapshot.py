@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.jiratime import canonicalize
 from pipeline.payload import WebhookEvent
 
 KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]+-[0-9]+$")
@@ -50,7 +51,7 @@ def canonical_json(doc: Any) -> bytes:
 
 
 def issue_document(issue: dict[str, Any]) -> dict[str, Any]:
-    """The issue's own data: the payload's issue minus viewer-relative and presentation fields."""
+    """The issue's own data: the payload's issue minus viewer-relative and presentation fields, times in UTC."""
     doc = copy.deepcopy(issue)
     for name in _TOP_LEVEL_NOISE:
         doc.pop(name, None)
@@ -60,6 +61,8 @@ def issue_document(issue: dict[str, Any]) -> dict[str, Any]:
             parent = parent.get(part) if isinstance(parent, dict) else None
         if isinstance(parent, dict):
             parent.pop(path[-1], None)
+    # REST renders times in the site's zone, webhooks in UTC: one form, so one state is always the same bytes.
+    canonicalize(doc)
     return doc
 
 
@@ -103,6 +106,7 @@ def _apply_item(doc: dict[str, Any], kind: str, item: dict[str, Any], *, deleted
     items = [i for i in holder.get(list_name) or [] if isinstance(i, dict) and str(i.get("id")) != str(item["id"])]
     if not deleted:
         items.append(copy.deepcopy(item))
+    canonicalize(items)  # an item's zone is its renderer's; in UTC, sorting `created` as text sorts by time
     items.sort(key=lambda i: (str(i.get("created", "")), str(i.get("id"))))
     holder[list_name] = items
     holder["total"] = len(items)

@@ -7,7 +7,8 @@ and the status, priority, project, issuetype, resolution and user resources) wit
 for deleted and 403 for hidden issues, and a log of every request.
 
 Issue `self` links and embedded objects follow the API version asked (`/rest/api/2/` in webhooks, 3 or 2 over REST),
-and REST v3 gives the description as ADF where webhooks and v2 give the text, as Jira does.
+and REST v3 gives the description as ADF where webhooks and v2 give the text, as Jira does. REST answers render
+times in the model's `rest_zone` (the site's zone on a real Jira), webhooks always in UTC.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import threading
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any
@@ -73,10 +74,10 @@ _RESOURCE_PATH = r"/rest/api/([23])/(status|priority|project|issuetype|resolutio
 _GONE = "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."
 
 
-def iso(ms: int) -> str:
-    """Jira's timestamp format: 2026-01-05T09:00:00.000+0000."""
-    moment = datetime.fromtimestamp(ms / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}+0000"
+def iso(ms: int, zone: tzinfo = UTC) -> str:
+    """Jira's timestamp format, in `zone`: 2026-01-05T09:00:00.000+0000, or 2026-01-05T04:00:00.000-0500."""
+    moment = datetime.fromtimestamp(ms // 1000, tz=UTC).astimezone(zone)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}" + moment.strftime("%z")
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -162,10 +163,13 @@ class JiraModel:
         issues: int = 20,
         max_changes: int = 6,
         site: str = SITE,
+        rest_zone: tzinfo = UTC,
     ) -> None:
         self.seed = seed
         self.projects = tuple(projects)
         self.site = site
+        # Jira's REST answers render times in the site's (or account's) zone; its webhooks always in UTC.
+        self.rest_zone = rest_zone
         self.lock = threading.RLock()  # the server thread reads while a test adds changes
         self.issues: dict[str, ModelIssue] = {}
         self.now_ms = START_MS
@@ -338,7 +342,7 @@ class JiraModel:
     def issue_json(
         self, issue_id: str, *, api: int = 2, fields: list[str] | None = None, index: int | None = None
     ) -> dict[str, Any]:
-        """The issue as REST (or, at api 2, a webhook) shows it, now or right after entry `index` (0 = creation)."""
+        """The issue as REST shows it (times in `rest_zone`), now or right after entry `index` (0 = creation)."""
         with self.lock:
             issue = self.issues[issue_id]
             state = issue.states[-1 if index is None else index]
@@ -539,12 +543,13 @@ class JiraModel:
         return {
             "id": history.id,
             "author": self._user(history.author, api),
-            "created": iso(history.created_ms),
+            "created": iso(history.created_ms, self.rest_zone),  # only REST shows a changelog entry's time
             "items": copy.deepcopy(list(history.items)),
         }
 
     def render_issue(self, issue: ModelIssue, state: dict[str, Any], api: int, webhook: bool = False) -> dict[str, Any]:
         site, key = self.site, state["key"]
+        zone = UTC if webhook else self.rest_zone
         description = state["description"]
         if api >= 3 and description is not None:
             description = {
@@ -563,8 +568,8 @@ class JiraModel:
             "assignee": self._user(state["assignee"], api),
             "reporter": self._user(issue.creator, api),
             "creator": self._user(issue.creator, api),
-            "created": iso(issue.created_ms),
-            "updated": iso(state["updated_ms"]),
+            "created": iso(issue.created_ms, zone),
+            "updated": iso(state["updated_ms"], zone),
             "resolution": None,
             "resolutiondate": None,
             "duedate": None,

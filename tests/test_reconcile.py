@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Iterator
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -262,3 +264,63 @@ def test_a_scheduled_message_names_its_job_by_the_schedules_time_so_a_redelivery
     synced.drain()
     assert [k for k in synced.keys("sync/jobs/")] == ["sync/jobs/scheduled-20261125T030000Z.json"]
     assert jobs.load(services.store(), "scheduled-20261125T030000Z")["updated_at"] == job["updated_at"]
+
+
+_JIRA_TIME = re.compile(rb'"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[^"]*)"')
+CHICAGO_WINTER = timezone(timedelta(hours=-5))
+
+
+@pytest.mark.parametrize("model", [JiraModel(seed=11, issues=16, max_changes=6, rest_zone=CHICAGO_WINTER)])
+def test_rest_rendering_times_in_the_sites_zone_adds_no_phantom_change(synced: Pipeline, model: JiraModel) -> None:
+    # Given a Jira whose REST answers say -0500 while its webhooks say +0000, and of each issue's webhooks only
+    # the creation and the last change delivered (what lies between is lost, so reconcile rebuilds it)
+    issues = model.visible_issues()
+    assert any(len(i.histories) >= 2 for i in issues), "the seed must give an issue a lost middle"
+    assert model.issue_json(issues[0].id)["fields"]["updated"].endswith("-0500")
+    hooks = [h for i in issues for h in first_and_last(model.webhooks(i.id))]
+    deliver(synced, hooks)
+    delivered = {h.identifier for h in hooks}
+
+    # When reconcile runs
+    job = synced.sync()
+
+    # Then it feeds exactly the lost changelog entries, and nothing for a state it already holds
+    lost = [h for h in model.webhooks() if h.identifier not in delivered]
+    assert job["state"] == "succeeded", job
+    assert job["changes_fed"] == len(lost), job
+    for issue in issues:
+        history = synced_history(synced, issue.id)
+        assert len(history) == len(issue.histories) + 1, (issue.key, [h["event"] for h in history])
+        commits = commits_of(synced, issue.id)
+        assert not [c for c in commits if c.author.startswith("Jira ")], issue.key
+        # The lost middle is older than the delivered last change: a snapshot, no commit
+        assert committed_entries(synced, issue.id) == ["created", *(h.id for h in issue.histories[-1:])], issue.key
+        # And every stored time is UTC in Jira's format, in git and in S3
+        content = synced.git_file(git_path(issue.key, issue.id))
+        assert content is not None
+        times = _JIRA_TIME.findall(content)
+        assert times and all(re.fullmatch(rb"[\d-]{10}T[\d:]{8}\.\d{3}\+0000", t) for t in times), (issue.key, times)
+        assert content == canonical_json(synced.latest(issue.id)["issue"]), issue.key
+    assert_matches_jira(synced, model)
+
+    # When the next change of an issue arrives by webhook
+    issue = next(i for i in issues if len(i.histories) >= 2)
+    path = git_path(issue.key, issue.id)
+    before = synced.git_file(path)
+    deliver(synced, [model.add_change(issue.id, kind="priority")])
+
+    # Then only what changed differs in git: the times it did not touch are byte-identical
+    after = synced.git_file(path)
+    assert before is not None and after is not None
+    changed = {line.strip().split(b":")[0] for line in set(before.splitlines()) ^ set(after.splitlines())}
+    assert changed <= {b'"updated"', b'"self"', b'"iconUrl"', b'"name"', b'"id"'}, changed
+    assert b'"updated"' in changed
+    # And a second reconcile finds nothing to do
+    commits = len(synced.commits())
+    again = synced.sync()
+    assert again["state"] == "succeeded" and again["changes_fed"] == 0, again
+    assert len(synced.commits()) == commits
+
+
+def first_and_last(hooks: list[ModelWebhook]) -> list[ModelWebhook]:
+    return hooks[:1] + hooks[1:][-1:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from datetime import UTC, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,18 @@ from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
 from tests.harness import Pipeline
 
 SEEDS = range(4)
+# The zone each seed's REST answers render times in (webhooks are always UTC): what JSync stores must not depend on it.
+REST_ZONES = (
+    UTC,
+    timezone(timedelta(hours=-5)),
+    timezone(timedelta(hours=5, minutes=30)),
+    timezone(timedelta(hours=1)),
+)
 _baselines: dict[int, dict[str, Any]] = {}
 
 
 def model(seed: int) -> JiraModel:
-    return JiraModel(seed=seed, issues=3, max_changes=3)
+    return JiraModel(seed=seed, issues=3, max_changes=3, rest_zone=REST_ZONES[seed % len(REST_ZONES)])
 
 
 def content(pipeline: Pipeline) -> dict[str, Any]:

@@ -4,6 +4,7 @@ the webhooks Jira sent (tests/fakejira.py's model knows every past state), and w
 from __future__ import annotations
 
 import random
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -285,3 +286,40 @@ def test_comments_and_worklogs_made_later_are_not_in_an_earlier_state(model: Jir
     assert second["comment"] == {"comments": [early], "maxResults": 1, "total": 1, "startAt": 0}
     assert first["worklog"]["worklogs"] == second["worklog"]["worklogs"] == []
     assert current["fields"]["comment"]["comments"] == [early, late]  # the caller's document is left alone
+
+
+# --- times: REST renders them in the site's zone, webhooks in UTC ------------------------------------
+
+
+def test_a_site_whose_rest_answers_are_not_in_utc_rebuilds_the_utc_webhooks_jira_sent() -> None:
+    # Given a Jira whose REST answers (documents, changelog entries) say -0500
+    model = JiraModel(seed=21, issues=6, max_changes=6, rest_zone=timezone(timedelta(hours=-5)))
+    with FakeJira(model) as fake:
+        client = JiraClient(fake.base_url, EMAIL, TOKEN, sleep=lambda _: None)
+        assert client.issue("10000", api=2)["fields"]["created"].endswith("-0500")
+        for issue_id in model.issues:
+            # When each issue is rebuilt
+            events = rebuild_from_jira(client, issue_id)
+            # Then each delivery is Jira's, its times in UTC as the webhook had them, not only after issue_document
+            webhooks = sent(model, issue_id)
+            assert_same_deliveries(events, webhooks)
+            for event, webhook in zip(events, webhooks, strict=True):
+                rebuilt, expected = event.payload["issue"]["fields"], webhook.payload["issue"]["fields"]
+                assert (rebuilt["created"], rebuilt["updated"]) == (expected["created"], expected["updated"])
+
+
+def test_a_date_time_field_is_undone_by_its_instant_whatever_zone_its_item_was_rendered_in(model: JiraModel) -> None:
+    # Given a date-time custom field set by the one entry, the document and the item both rendered in -0500
+    current = model.issue_json("10000", api=2)
+    current["fields"]["customfield_10070"] = "2026-10-26T04:07:02.225-0500"
+    entry = history(
+        "40004",
+        current["fields"]["updated"],
+        item("customfield_10070", "2026-10-20T03:00:00.000-0500", "20/Oct/26 3:00 AM", None, None),
+    )
+    entry["items"][0].update(to="2026-10-26T04:07:02.225-0500", toString="26/Oct/26 4:07 AM")
+    # When it is rebuilt
+    created, changed = rebuild(current, [entry], Lookup())
+    # Then the value before the entry is restored, and both states hold it in UTC
+    assert created.payload["issue"]["fields"]["customfield_10070"] == "2026-10-20T08:00:00.000+0000"
+    assert changed.payload["issue"]["fields"]["customfield_10070"] == "2026-10-26T09:07:02.225+0000"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import timedelta, timezone
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from pipeline.snapshot import (
     issue_key,
     order_of,
 )
+from tests.fakejira import JiraModel, iso
 from tests.harness import fixture_bytes, fixture_json
 
 RECEIVED_MS = 1_700_000_000_000
@@ -555,3 +557,41 @@ def test_order_list_round_trip() -> None:
 def test_order_matches_tuple_order(a: tuple[int, int, str], b: tuple[int, int, str]) -> None:
     assert (Order(*a) < Order(*b)) == (a < b)
     assert (Order(*a) == Order(*b)) == (a == b)
+
+
+# --- times: one UTC form, whoever rendered them ------------------------------------------------------
+
+
+def test_the_same_issue_rendered_by_rest_in_another_zone_and_by_a_webhook_is_one_document() -> None:
+    # Given a Jira whose REST answers say -0500 and whose webhooks say +0000
+    model = JiraModel(seed=3, issues=3, max_changes=3, rest_zone=timezone(timedelta(hours=-5)))
+    issue = next(i for i in model.visible_issues() if i.histories)
+    from_rest = model.issue_json(issue.id, api=2)
+    from_webhook = model.webhooks(issue.id)[-1].payload["issue"]
+    assert from_rest["fields"]["updated"].endswith("-0500") and from_webhook["fields"]["updated"].endswith("+0000")
+
+    # Then their documents are equal, byte for byte, with UTC times in Jira's format
+    doc = issue_document(from_rest)
+    assert canonical_json(doc) == canonical_json(issue_document(from_webhook))
+    assert doc["fields"]["updated"] == iso(issue.updated_ms)
+    # And the REST answer given in was left as Jira sent it (raw/ keeps that)
+    assert from_rest["fields"]["updated"].endswith("-0500")
+
+
+def test_a_comment_rendered_in_another_zone_is_stored_in_utc_and_sorted_by_its_instant() -> None:
+    # Given a stored comment at 09:30 UTC, and a comment event whose times say 05:00-0500 (10:00 UTC: later)
+    first = fixture_json("comment_created.json")
+    first["comment"].update(id="1", created="2026-10-26T09:30:00.000+0000", updated="2026-10-26T09:30:00.000+0000")
+    stored_doc = apply_event(stored("issue_created.json"), event_of(first))
+    second = fixture_json("comment_created.json")
+    second["comment"].update(id="2", created="2026-10-26T05:00:00.000-0500", updated="2026-10-26T05:00:00.000-0500")
+
+    # When it is applied
+    doc = apply_event(stored_doc, event_of(second))
+
+    # Then it lists after the earlier one, its times in UTC, its text as written
+    assert doc is not None
+    comments = doc["fields"]["comment"]["comments"]
+    assert [c["id"] for c in comments] == ["1", "2"]
+    assert (comments[1]["created"], comments[1]["updated"]) == ("2026-10-26T10:00:00.000+0000",) * 2
+    assert comments[1]["body"] == second["comment"]["body"]
