@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.errors import WebhookRejected
 from pipeline.index import note_project, project_of, record_history, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
@@ -23,8 +27,17 @@ from pipeline.snapshot import (
     issue_key,
     order_of,
 )
-from pipeline.store import Store, StoreConflict, changelog_marker_key, latest_key, snapshot_key
+from pipeline.store import (
+    Store,
+    StoreConflict,
+    changelog_marker_key,
+    latest_key,
+    pending_key,
+    snapshot_key,
+    unreadable_key,
+)
 
+logger = logging.getLogger(__name__)
 _MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a change would not fit in SQS
 _CAS_ATTEMPTS = 20
 _FULL_ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
@@ -46,13 +59,63 @@ def capture(
     send_change: Callable[[Change], None],
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
 ) -> Captured:
-    """Store one event; safe to run again for the same event after a crash at any point."""
+    """Store one event; safe to run again for the same event after a crash at any point.
+
+    An event that cannot be interpreted (ingest's rule changed since it was queued, a redrive of something ingest
+    never took, or a shape no test foresaw) is set aside rather than retried: retrying cannot help, and five
+    failures would send it round the dead-letter queue while holding back every later event of its issue.
+    Storage and queue failures still raise, so the message is retried.
+    """
     if queued.body is not None:
         store.put_raw(queued.raw_key, queued.body, queued.content_type)
         body = queued.body
     else:
         body = store.get_bytes(queued.raw_key)
-    event = parse_event(body, queued.content_type, queued.received_ms)
+    event: WebhookEvent | None = None
+    try:
+        event = parse_event(body, queued.content_type, queued.received_ms)
+        return _capture_event(event, queued, store, send_change, now_ms)
+    except (BotoCoreError, ClientError, StoreConflict):
+        raise
+    except _UNINTERPRETABLE as exc:
+        return _set_aside(queued, store, event.issue_id if event else None, exc, now_ms())
+
+
+# What a payload the writer cannot make sense of raises; anything else (storage, a queue) is worth a retry.
+_UNINTERPRETABLE = (WebhookRejected, TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
+
+
+def _set_aside(queued: QueuedEvent, store: Store, issue_id: str | None, exc: Exception, now: int) -> Captured:
+    """Keep the record of an event the writer could not interpret where health and `make redrive` find it."""
+    reason = exc.body()["error"] if isinstance(exc, WebhookRejected) else type(exc).__name__
+    detail = (str(exc).splitlines() or [""])[0][:300]
+    store.put_json(
+        unreadable_key(queued.event_id),
+        {
+            "event": json.loads(replace(queued, body=None).to_json()),  # by reference: raw/ holds the body
+            "issue_id": issue_id,
+            "reason": reason,
+            "detail": detail,
+            "set_aside_at": now,
+        },
+    )
+    if issue_id is not None:
+        # The issue's state still reaches JSync: the next reconcile reads it from Jira's REST API.
+        store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": "event_unreadable"})
+    logger.error(
+        "event set aside: the writer could not interpret it; its raw copy is kept",
+        extra={"event_id": queued.event_id, "raw_key": queued.raw_key, "reason": reason, "detail": detail},
+    )
+    return Captured(queued.event_id, issue_id, None, advanced=False)
+
+
+def _capture_event(
+    event: WebhookEvent,
+    queued: QueuedEvent,
+    store: Store,
+    send_change: Callable[[Change], None],
+    now_ms: Callable[[], int],
+) -> Captured:
     if event.issue_id is None:
         return Captured(queued.event_id, None, None, advanced=False)
 

@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any
 
-from pipeline.snapshot import KEY_PATTERN
+from pipeline.keys import is_issue_key, project_of_key
 from pipeline.store import (
     Store,
     StoreConflict,
@@ -28,8 +28,8 @@ _CAS_ATTEMPTS = 20
 def project_of(doc: dict[str, Any] | None) -> str | None:
     """The project key an issue document belongs to (from its key, which moves with it)."""
     key = (doc or {}).get("key")
-    if isinstance(key, str) and KEY_PATTERN.fullmatch(key):
-        return key.rsplit("-", 1)[0]
+    if is_issue_key(key):
+        return project_of_key(key)
     return None
 
 
@@ -68,7 +68,7 @@ def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
     event_id = state["capture"]["event_id"]
     # A deleted issue keeps its keys, so asking for it answers 410, not 404.
     key = (state.get("issue") or {}).get("key")
-    if isinstance(key, str) and KEY_PATTERN.fullmatch(key):
+    if is_issue_key(key):
         store.put_json(issue_key_index(key), {"issue_id": issue_id})
     before, after = state.get("previous_project"), project_of(doc)
     if before and before != after:

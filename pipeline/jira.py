@@ -9,7 +9,6 @@ import base64
 import json
 import logging
 import random
-import re
 import time
 import urllib.error
 import urllib.parse
@@ -19,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from pipeline.jiratime import epoch_ms
+from pipeline.keys import is_project_key
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ CENSUS_PAGE = 5000  # search/jql's largest page, allowed only when asking for id
 CHANGELOG_PAGE = 100  # the per-issue changelog's largest page
 BULK_IDS_PER_CALL = 1000  # changelog/bulkfetch refuses more issues than this in one call
 BULK_PAGE = 1000
-_PROJECT_KEY = re.compile(r"^[A-Z][A-Z0-9_]{0,254}$")
 _ERROR_TEXT_LIMIT = 500
 
 
@@ -76,7 +75,7 @@ def updated_since_clause(epoch_ms: int, lookback_minutes: int = 10) -> str:
 
 def project_clause(project_key: str) -> str:
     """`project = "KEY"`, refusing anything that is not a project key so no caller can inject JQL."""
-    if not _PROJECT_KEY.fullmatch(project_key):
+    if not is_project_key(project_key):
         raise ValueError(f"{project_key!r} is not a Jira project key (uppercase letters, digits, _).")
     return f'project = "{project_key}"'
 

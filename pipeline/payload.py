@@ -10,6 +10,7 @@ from typing import Any
 from xml.parsers import expat
 
 from pipeline.errors import WebhookRejected
+from pipeline.keys import is_issue_id
 
 JSON_TYPES = frozenset({"application/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
@@ -35,8 +36,8 @@ class WebhookEvent:
         changelog = self.data.get("changelog")
         if isinstance(changelog, dict):
             try:
-                return int(changelog.get("id") or 0)
-            except (TypeError, ValueError):
+                return max(0, int(changelog.get("id") or 0))
+            except (TypeError, ValueError, OverflowError):  # OverflowError: a float like 1e400
                 return 0
         return 0
 
@@ -108,90 +109,148 @@ def _decode_xml(body: bytes) -> Any:
     return root if isinstance(root, dict) else None
 
 
-# The XML fields ingest needs: the event name and time, the issue, and the entities that group other events.
+# The XML fields ingest needs: the event name and time, the issue, the entities that group other events, and
+# the containers whose shape `parse_event` checks.
 _ROUTING_PATHS = frozenset(
-    {("webhookEvent",), ("timestamp",), ("issue", "id"), ("issue", "key"), ("worklog", "issueId")}
+    {("webhookEvent",), ("timestamp",), ("issue", "id"), ("issue", "key"), ("issue", "fields"), ("worklog", "issueId")}
     | {(entity, "id") for entity in _ENTITY_KEYS}
 )
+_KEPT = frozenset(path[:n] for path in _ROUTING_PATHS for n in range(1, len(path) + 1))
 
 
-def _scan_xml(body: bytes) -> dict[str, Any]:
-    """Check the XML is well-formed (expat, as xmltodict uses) and keep only the routing fields."""
+@dataclass
+class _Element:
+    """An open element while scanning: what xmltodict would make of it, for the parts ingest keeps."""
+
+    path: tuple[str, ...]
+    has_structure: bool  # attributes or child elements: xmltodict makes it a dict
+    text: list[str]
+    kept: dict[str, Any]
+
+
+def _scan_xml(body: bytes) -> dict[str, Any] | None:
+    """Check the XML is well-formed (expat, as xmltodict uses) and keep only the routing fields.
+
+    Each kept value is what xmltodict gives the writer for it (text, None when empty, a dict when it has
+    attributes or children, a list when repeated), so `parse_event` judges ingest's scan and the writer's full
+    parse alike: a body one accepts, the other accepts too.
+    """
     _refuse_dtd(body)
     parser = expat.ParserCreate()
-    path: list[str] = []
-    text: list[str] = []
-    found: dict[tuple[str, ...], str] = {}
+    open_elements: list[_Element] = []
+    root: list[Any] = []
 
-    def start(name: str, _attrs: Any) -> None:
-        path.append(name)
-        text.clear()
+    def start(name: str, attrs: dict[str, str]) -> None:
+        if open_elements:
+            open_elements[-1].has_structure = True
+        path = (*open_elements[-1].path, name) if open_elements else ()
+        open_elements.append(_Element(path, bool(attrs), [], {}))
 
-    def end(name: str) -> None:
-        key = tuple(path[1:])
-        if key in _ROUTING_PATHS and key not in found:
-            found[key] = "".join(text).strip()
-        path.pop()
-        text.clear()
+    def end(_name: str) -> None:
+        element = open_elements.pop()
+        if element.has_structure:
+            value: Any = element.kept
+        else:
+            value = "".join(element.text).strip() or None
+        if not open_elements:
+            root.append(value)
+            return
+        name = element.path[-1]
+        if element.path not in _KEPT:
+            return
+        siblings = open_elements[-1].kept
+        if name in siblings:  # repeated: xmltodict lists them, and so must we
+            earlier = siblings[name]
+            siblings[name] = [*earlier, value] if isinstance(earlier, list) else [earlier, value]
+        else:
+            siblings[name] = value
+
+    def characters(data: str) -> None:
+        open_elements[-1].text.append(data)
 
     def forbid(*_: Any) -> None:
         raise ValueError("entities are disabled")
 
     parser.StartElementHandler = start
     parser.EndElementHandler = end
-    parser.CharacterDataHandler = text.append
+    parser.CharacterDataHandler = characters
     parser.EntityDeclHandler = forbid
     try:
         parser.Parse(body, True)
     except (expat.ExpatError, ValueError) as exc:
         raise WebhookRejected(400, "invalid_xml", f"The body is not well-formed XML: {exc}.") from None
-    data: dict[str, Any] = {}
-    for key, value in found.items():
-        node = data
-        for part in key[:-1]:
-            node = node.setdefault(part, {})
-        node[key[-1]] = value
-    return data
+    return root[0] if root and isinstance(root[0], dict) else None
 
 
 def parse_event(body: bytes, content_type: str | None, received_ms: int, *, full: bool = True) -> WebhookEvent:
-    """Validate a webhook body; raise WebhookRejected (400/415) with a reason a person can act on."""
+    """Validate a webhook body; raise WebhookRejected (400/415) with a reason a person can act on.
+
+    The one rule for what JSync takes: ingest refuses what fails it, and the writer can store all that passes.
+    """
     data = decode(body, content_type, full=full)
     name = data.get("webhookEvent")
     if not isinstance(name, str) or not name:
         raise WebhookRejected(400, "not_a_webhook", "The payload has no 'webhookEvent'; it is not a Jira webhook.")
-    issue_id, issue_key = _issue_identity(data)
-    if is_issue_event(name) and issue_id is None:
-        raise WebhookRejected(400, "missing_issue_id", f"The {name} event carries no numeric issue id.")
+    raw_id = _raw_issue_id(data)
+    issue_id = _issue_id(raw_id)
+    if is_issue_event(name):
+        if issue_id is None:
+            # One code for both, as before: what the sender must fix is the same, a numeric id in `issue.id`.
+            sent = "" if raw_id is None else f" ({str(raw_id)[:40]!r} is not one: Jira's ids are 1 to 20 digits)"
+            raise WebhookRejected(400, "missing_issue_id", f"The {name} event carries no numeric issue id{sent}.")
+        _check_issue_shape(data, name)
     return WebhookEvent(
         event_name=name,
         timestamp_ms=_timestamp(data.get("timestamp"), received_ms),
         data=data,
         issue_id=issue_id,
-        issue_key=issue_key,
+        issue_key=_issue_key(data),
     )
 
 
-def _issue_identity(data: dict[str, Any]) -> tuple[str | None, str | None]:
+def _raw_issue_id(data: dict[str, Any]) -> Any:
+    """The issue's id as sent: the issue's own, else a worklog event's `issueId`; None when neither is given."""
     issue = data.get("issue")
-    raw_id: Any = None
-    key: Any = None
-    if isinstance(issue, dict):
-        raw_id, key = issue.get("id"), issue.get("key")
+    raw_id = issue.get("id") if isinstance(issue, dict) else None
     if raw_id is None and isinstance(data.get("worklog"), dict):
         raw_id = data["worklog"].get("issueId")
-    issue_id = str(raw_id).strip() if raw_id is not None else None
-    if not issue_id or not (issue_id.isascii() and issue_id.isdigit()):
-        issue_id = None
-    return issue_id, key if isinstance(key, str) and key else None
+    return None if raw_id is None or str(raw_id).strip() == "" else raw_id
+
+
+def _issue_id(raw_id: Any) -> str | None:
+    if raw_id is None:
+        return None
+    issue_id = str(raw_id).strip()  # Jira sends a string; a JSON number with the same digits is the same id
+    return issue_id if is_issue_id(issue_id) else None
+
+
+def _issue_key(data: dict[str, Any]) -> str | None:
+    issue = data.get("issue")
+    key = issue.get("key") if isinstance(issue, dict) else None
+    return key if isinstance(key, str) and key else None
+
+
+def _check_issue_shape(data: dict[str, Any], name: str) -> None:
+    """The issue and its fields are objects when sent: the writer builds the stored document on them, and a
+    `null` in their place would read as an issue with no fields at all, erasing what JSync holds."""
+    issue = data.get("issue")
+    if issue is not None and not isinstance(issue, dict):
+        raise WebhookRejected(400, "invalid_shape", f"The {name} event's 'issue' must be an object.")
+    if isinstance(issue, dict) and "fields" in issue and not isinstance(issue["fields"], dict):
+        raise WebhookRejected(400, "invalid_shape", f"The {name} event's 'issue.fields' must be an object.")
+
+
+# Event times are epoch ms of 13 digits at most (until the year 2286): what history keys and versions hold.
+MAX_EVENT_TIME_MS = 10**13 - 1
 
 
 def _timestamp(value: Any, fallback_ms: int) -> int:
+    """Jira's `timestamp`; when it is missing or no time at all (a sender's bug), the time we received it."""
     try:
         ms = int(str(value).strip())
     except (TypeError, ValueError):
         return fallback_ms
-    return ms if ms > 0 else fallback_ms
+    return ms if 0 < ms <= MAX_EVENT_TIME_MS else fallback_ms
 
 
 def message_group(event: WebhookEvent) -> str:

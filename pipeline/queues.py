@@ -27,12 +27,13 @@ class Queues:
             self._urls[which] = self.sqs.get_queue_url(QueueName=self._names[which])["QueueUrl"]
         return self._urls[which]
 
-    def send_event(self, event: QueuedEvent, group: str) -> None:
+    def send_event(self, event: QueuedEvent, group: str, dedup_id: str | None = None) -> None:
+        """`dedup_id` defaults to the event id: a delivery Jira retries within SQS's 5 minutes is queued once."""
         self.sqs.send_message(
             QueueUrl=self.url("events"),
             MessageBody=event.to_json(),
             MessageGroupId=group,
-            MessageDeduplicationId=event.event_id[:128],
+            MessageDeduplicationId=(dedup_id or event.event_id)[:128],
         )
 
     def send_change(self, change: Change) -> None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.errors import JSyncError
+from pipeline.keys import ISSUE_REF, PROJECT_KEY
 from pipeline.snapshot import canonical_json
 from pipeline.store import (
+    VERSION,
     Store,
     history_prefix,
     issue_key_index,
@@ -24,10 +26,7 @@ from pipeline.store import (
 )
 
 # Bounded, so a path can never make an S3 key longer than S3 allows.
-ISSUE_REF = re.compile(r"^(?:[A-Z][A-Z0-9_]{1,63}-[0-9]{1,15}|[0-9]{1,20})$")
-PROJECT = re.compile(r"^[A-Z][A-Z0-9_]{1,63}$")
 _CURSOR_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.json$")
-VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
 _PARALLEL_READS = 16
 
 
@@ -55,7 +54,7 @@ def check_issue_ref(ref: str) -> str:
 
 
 def check_project(project: str) -> str:
-    if not PROJECT.fullmatch(project):
+    if not PROJECT_KEY.fullmatch(project):
         raise _bad("invalid_project", f"{project[:40]!r} is not a project key like OPS.")
     return project
 
@@ -106,7 +105,7 @@ def projects(store: Store) -> list[dict[str, Any]]:
     """Every project captured, with its issue count: one LIST plus one GET per project."""
     folders = store.list_folders("index/projects/")
     keys = [folder.removeprefix("index/projects/").rstrip("/") for folder in folders]
-    counts = _read_many(store, [project_count_key(k) for k in keys if PROJECT.fullmatch(k)])
+    counts = _read_many(store, [project_count_key(k) for k in keys if PROJECT_KEY.fullmatch(k)])
     return [{"key": c["project"], "name": c.get("name"), "issue_count": int(c["issue_count"])} for c in counts if c]
 
 

@@ -1,6 +1,7 @@
 """`make redrive`: move every message in the dead-letter queues back to its source queue, keeping message groups.
 
-The queues: events, commits and sync (reconcile jobs), each with its dead-letter queue.
+The queues: events, commits and sync (reconcile jobs), each with its dead-letter queue. Events the writer set
+aside as unreadable (`index/unreadable/`) go back to the events queue too, so a fixed writer takes them.
 
 On AWS an SQS message move task does the moving. Locally (moto has no move task) each message is received from
 the dead-letter queue, sent to its source with the same message group, and only then deleted.
@@ -9,6 +10,8 @@ the dead-letter queue, sent to its source with the same message group, and only 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
 import os
 import sys
 import time
@@ -19,7 +22,10 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from pipeline import services
+from pipeline.messages import QueuedEvent
+from pipeline.queues import Queues
 from pipeline.settings import Settings, get_settings, load_settings
+from pipeline.store import Store, unreadable_prefix
 
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
@@ -198,6 +204,25 @@ def redrive_all(sqs: Any, queue_pairs: Sequence[Pair], use_task: bool, **options
     return moved
 
 
+# --- events the writer set aside -----------------------------------------------------------------------------------
+def retry_set_aside(store: Store, queues: Queues) -> int:
+    """Queue every event the writer set aside again, then forget the record (the writer makes a new one if it
+    still cannot read it); returns how many were queued."""
+    retried = 0
+    for key in store.all_keys(unreadable_prefix()):
+        found = store.read_json(key)
+        if found is None:
+            continue
+        record = found.data
+        queued = QueuedEvent.from_json(json.dumps(record["event"]))
+        # Its own deduplication id: within SQS's 5 minutes the event id alone would be dropped as a duplicate.
+        retry_id = hashlib.sha256(f"{queued.event_id}:retry:{record.get('set_aside_at')}".encode()).hexdigest()
+        queues.send_event(queued, str(record.get("issue_id") or "unreadable"), dedup_id=retry_id)
+        store.delete(key)
+        retried += 1
+    return retried
+
+
 # --- command line ------------------------------------------------------------------------------------------------
 def use_local_stack() -> str:
     """Point AWS clients at the running local stack's moto server; returns its endpoint."""
@@ -236,8 +261,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             for pair in queue_pairs:
                 dry_run(sqs, pair)
+            print(f"would queue again {len(services.store().all_keys(unreadable_prefix()))} set-aside events")
             return 0
         moved = redrive_all(sqs, queue_pairs, use_task)
+        retried = retry_set_aside(services.store(), services.queues())
+        if retried:
+            print(f"queued again {retried} events the writer had set aside as unreadable")
     except NoLocalStack as exc:
         print(f"redrive: {exc}", file=sys.stderr)
         return 2

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.jiratime import canonicalize
+from pipeline.keys import is_issue_key, project_of_key
 from pipeline.payload import WebhookEvent
 
-KEY_PATTERN = re.compile(r"^[A-Z][A-Z0-9_]+-[0-9]+$")
 # Fields that change with who is looking, not with an edit; they never reach git or `latest/`.
 _VIEWER_RELATIVE: tuple[tuple[str, ...], ...] = (
     ("fields", "lastViewed"),
@@ -74,19 +73,24 @@ def apply_event(previous: dict[str, Any] | None, event: WebhookEvent) -> dict[st
     kind = name.split("_", 1)[0]
     if kind in _COLLECTIONS:
         # Comment and worklog events carry a cut-down issue: update one item, never drop stored fields.
+        # A document stored before times were kept in UTC gets them now, so its next diff shows only the edit.
         base = copy.deepcopy(previous) if previous else _partial_document(event)
+        canonicalize(base)
         item = event.data.get(kind)
         if isinstance(item, dict) and item.get("id") is not None:
             _apply_item(base, kind, item, deleted=name.endswith("_deleted"))
         return base
     issue = event.data.get("issue")
     doc = issue_document(issue if isinstance(issue, dict) else {"id": event.issue_id})
-    if previous:
+    held = (previous or {}).get("fields")
+    if isinstance(held, dict):
         # Webhook issues do not always list comments and worklogs; keep what we hold rather than erase it.
         fields = doc.setdefault("fields", {})
         for field in _COLLECTIONS:
-            if field not in fields and field in previous.get("fields", {}):
-                fields[field] = copy.deepcopy(previous["fields"][field])
+            if field not in fields and field in held:
+                fields[field] = copy.deepcopy(held[field])
+                if isinstance(fields[field], dict | list):
+                    canonicalize(fields[field])
     return doc
 
 
@@ -116,13 +120,14 @@ def _apply_item(doc: dict[str, Any], kind: str, item: dict[str, Any], *, deleted
 
 def issue_key(doc: dict[str, Any] | None, event: WebhookEvent) -> str | None:
     key = (doc or {}).get("key") or event.issue_key
-    return key if isinstance(key, str) and KEY_PATTERN.fullmatch(key) else None
+    return key if is_issue_key(key) else None
 
 
 def git_path(key: str | None, issue_id: str) -> str:
-    """`issues/<PROJECT>/<KEY>.json`; an issue without a valid key is filed by id so nothing is lost."""
-    if key and KEY_PATTERN.fullmatch(key):
-        return f"issues/{key.rsplit('-', 1)[0]}/{key}.json"
+    """`issues/<PROJECT>/<KEY>.json`; an issue without a key Jira could produce is filed by id so nothing is lost
+    and no path outgrows what a checkout can hold."""
+    if key is not None and is_issue_key(key):
+        return f"issues/{project_of_key(key)}/{key}.json"
     return f"issues/_unkeyed/{issue_id}.json"
 
 
@@ -216,7 +221,8 @@ def headline(event: WebhookEvent, key: str, previous_key: str | None, changes: l
         return f"moved from {previous_key}"
     kind, _, verb = name.partition("_")
     if kind in _COLLECTIONS:
-        item = event.data.get(kind) or {}
+        item = event.data.get(kind)
+        item = item if isinstance(item, dict) else {}
         who = (actor(event) or {}).get("displayName")
         text = f"{kind} {item.get('id')} {verb}"
         return f"{text} by {who}" if who else text

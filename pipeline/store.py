@@ -10,10 +10,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.payload import EVENT_ID_PATTERN
-from pipeline.snapshot import KEY_PATTERN, canonical_json
-
-_ISSUE_ID = re.compile(r"^[0-9]{1,20}$")
+from pipeline.keys import ISSUE_ID as _ISSUE_ID
+from pipeline.keys import ISSUE_KEY, PROJECT_KEY
+from pipeline.payload import EVENT_ID_PATTERN, MAX_EVENT_TIME_MS
+from pipeline.snapshot import canonical_json
 
 
 class StoreConflict(Exception):
@@ -40,18 +40,17 @@ def latest_key(issue_id: str) -> str:
     return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
 
-_PROJECT = re.compile(r"^[A-Z][A-Z0-9_]+$")
-_VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
-_FAR_FUTURE_MS = 10**13 - 1  # history keys count down from here so S3's ascending list is newest first
+VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
+_FAR_FUTURE_MS = MAX_EVENT_TIME_MS  # history keys count down from here so S3's ascending list is newest first
 
 
 def issue_key_index(key: str) -> str:
     """Every key an issue ever had points at its id, so an old key still finds a moved issue."""
-    return f"index/keys/{_check(KEY_PATTERN, key, 'issue key')}.json"
+    return f"index/keys/{_check(ISSUE_KEY, key, 'issue key')}.json"
 
 
 def project_prefix(project: str) -> str:
-    return f"index/projects/{_check(_PROJECT, project, 'project key')}/"
+    return f"index/projects/{_check(PROJECT_KEY, project, 'project key')}/"
 
 
 def project_item_key(project: str, issue_id: str) -> str:
@@ -75,7 +74,7 @@ def history_item_key(issue_id: str, order: list[Any]) -> str:
 
 def version_key(issue_id: str, version: str) -> str:
     """A history version is its snapshot's name: `<event_time_ms>-<event_id>`."""
-    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{_check(_VERSION, version, 'version')}.json"
+    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/{_check(VERSION, version, 'version')}.json"
 
 
 def changelog_marker_key(issue_id: str, entry: str) -> str:
@@ -87,6 +86,18 @@ def changelog_marker_key(issue_id: str, entry: str) -> str:
 
 def changelog_prefix(issue_id: str) -> str:
     return f"index/changelogs/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
+
+
+_UNREADABLE = "index/unreadable/"
+
+
+def unreadable_prefix() -> str:
+    """Accepted events the writer could not interpret: kept raw, listed here for an operator (health shows them)."""
+    return _UNREADABLE
+
+
+def unreadable_key(event_id: str) -> str:
+    return f"{_UNREADABLE}{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
 
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -238,3 +249,15 @@ def _status(exc: ClientError) -> int:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+# --- operations records (issue 11): what health reports about deliveries and pushes --------------------------
+WEBHOOK_REFUSED_PREFIX = "ops/webhook/refused/"  # <yyyymmddHHMM>/<instance>.json: one ingest instance's minute
+WEBHOOK_ACCEPTED_KEY = "ops/webhook/last_accepted.json"  # the newest accepted delivery the writer has seen
+PUSH_RECORD_KEY = "gitstate/_push.json"  # the committer's last push and last push error
+_MINUTE = re.compile(r"^[0-9]{12}$")
+_INSTANCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def webhook_refused_key(minute: str, instance: str) -> str:
+    return f"{WEBHOOK_REFUSED_PREFIX}{_check(_MINUTE, minute, 'minute')}/{_check(_INSTANCE, instance, 'instance')}.json"

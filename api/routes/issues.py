@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse, Response
 
 from api.models import History, IssueDocument, Snapshot, errors
 from pipeline import reader, services
+from pipeline.keys import ISSUE_REF
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 IssueRef = Annotated[
     str,
     Path(
         description="An issue key (current or old) like `OPS-17`, or the numeric id.",
-        pattern=reader.ISSUE_REF.pattern,
+        pattern=ISSUE_REF.pattern,
         examples=["OPS-17"],
     ),
 ]

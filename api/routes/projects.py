@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.models import IssueList, ProjectList, errors
 from pipeline import reader, services
+from pipeline.keys import PROJECT_KEY
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 
@@ -25,7 +26,7 @@ async def list_projects() -> Any:
     summary="A project's issues, in id order, page by page",
 )
 async def list_issues(
-    project: Annotated[str, Path(description="A project key like `OPS`.", pattern=reader.PROJECT.pattern)],
+    project: Annotated[str, Path(description="A project key like `OPS`.", pattern=PROJECT_KEY.pattern)],
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
 ) -> Any:

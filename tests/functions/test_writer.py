@@ -23,7 +23,7 @@ from pipeline import services
 from pipeline.messages import Change, QueuedEvent
 from pipeline.queues import COMMITS_GROUP, change_dedup_id
 from pipeline.settings import Settings
-from pipeline.store import Store, latest_key, raw_key, snapshot_key
+from pipeline.store import Store, latest_key, raw_key, snapshot_key, unreadable_key
 from tests.harness import fixture_bytes, fixture_json, receive_all
 
 ACCOUNT = "123456789012"
@@ -142,26 +142,33 @@ def test_all_good_batch_reports_no_failures_and_stores_every_event(settings: Set
     assert snapshot["capture"]["event_id"] == "w-updated"
 
 
-def test_poison_message_fails_only_its_own_group(settings: Settings) -> None:
-    # Given [m0: A ok, m1: B poison, m2: A ok, m3: C ok, m4: B ok]; m1 is a corrupt/redriven message
-    # whose webhook body is not JSON (ingest never queues one, but nothing stops a redrive from it)
+def test_an_event_the_writer_cannot_interpret_is_set_aside_and_its_issue_goes_on(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given [m0: A ok, m1: B unreadable, m2: A ok, m3: B ok]; m1's webhook body is not JSON (ingest never queues
+    # one, but a redrive or an older ingest's rule can), and m3 of the same issue waits behind it
     m0 = event_record(settings, queued("a-0", fixture_bytes("issue_created.json")), "10042")
-    m1 = event_record(settings, queued("b-poison", b'{"webhookEvent": "jira:issue_upd'), "10050")
+    bad = queued("b-unreadable", b'{"webhookEvent": "jira:issue_upd')
+    m1 = event_record(settings, bad, "10050")
     m2 = event_record(settings, queued("a-1", fixture_bytes("issue_updated.json")), "10042")
-    m3 = event_record(settings, queued("c-0", issue_c_body()), "10077")
-    m4 = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+    m3 = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
 
     # When the writer handles the batch
-    response = invoke(batch(m0, m1, m2, m3, m4))
+    response = invoke(batch(m0, m1, m2, m3))
 
-    # Then exactly m1 and m4 come back (skip_group_on_error), in batch order
-    assert response == failures(m1, m4)
-    # and the other groups went on: m2 and m3 were captured, m4 was held back behind m1
+    # Then nothing comes back to go round the queue and, five failures later, the dead-letter queue
+    assert response == {"batchItemFailures": []}
+    # and issue B went on past it
     assert latest_event("10042") == "a-1"
-    assert latest_event("10077") == "c-0"
-    assert latest_event("10050") is None
-    assert s3_keys(settings, "snapshots/10050/") == []
-    assert s3_keys(settings, "snapshots/10077/") == [snapshot_key("10077", 1764000000123, "c-0")]
+    assert latest_event("10050") == "b-0"
+    # while the unreadable event is kept as received, and recorded where health and an operator find it
+    assert services.store().get_bytes(bad.raw_key) == bad.body
+    record = services.store().read_json(unreadable_key("b-unreadable"))
+    assert record is not None
+    assert record.data["reason"] == "invalid_json"
+    assert record.data["event"]["raw_key"] == bad.raw_key
+    assert "body" not in record.data["event"]
+    assert any("set aside" in r.getMessage() and getattr(r, "event_id", None) == "b-unreadable" for r in caplog.records)
 
 
 def test_corrupt_sqs_body_fails_only_its_own_group(settings: Settings) -> None:
@@ -229,8 +236,8 @@ def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
 
 
 def test_every_record_failing_raises_so_the_whole_batch_is_retried(settings: Settings) -> None:
-    # Given a batch in which every record fails (a poison record and the record queued behind it)
-    poison = event_record(settings, queued("b-poison", b"<<not json>>"), "10050")
+    # Given a batch in which every record fails (a record that is no queued event at all, and one behind it)
+    poison = sqs_record(settings, "<<not json>>", "10050")
     behind = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
 
     # When / Then Powertools raises BatchProcessingError instead of returning a response

@@ -19,13 +19,14 @@ from botocore.stub import Stubber
 
 from local.poller import Poller
 from local.stack import LocalStack
+from pipeline import capture as capture_module
 from pipeline import redrive, services
 from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
 from pipeline.store import Store
 from tests.conftest import stack_env
-from tests.harness import Pipeline, fixture_json, receive_all, remote_commits
+from tests.harness import Pipeline, fixture_bytes, fixture_json, receive_all, remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = fixture_json("issue_updated.json")
@@ -454,3 +455,34 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
         stack.stop()
         services.reset()
     assert not endpoint.exists()
+
+
+def test_events_the_writer_set_aside_are_queued_again_and_stored_once_it_can_read_them(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a writer that cannot interpret issue 10042's creation (a bug no test foresaw)
+    real_apply = capture_module.apply_event
+
+    def broken(previous: Any, event: Any) -> Any:
+        raise TypeError("argument of type 'NoneType' is not iterable")
+
+    monkeypatch.setattr(capture_module, "apply_event", broken)
+    assert pipeline.deliver(fixture_bytes("issue_created.json"), identifier="sa-1")["statusCode"] == 202
+    pipeline.drain()
+    # it set the event aside instead of failing it five times into the dead-letter queue
+    store = services.store()
+    assert pipeline.depth() == 0
+    assert pipeline.latest("10042") is None
+    assert store.all_keys("index/unreadable/") == ["index/unreadable/sa-1.json"]
+    assert store.read_json("sync/pending/10042.json") is not None  # and reconcile will read the issue from Jira
+
+    # When the writer is fixed and the operator runs the redrive, within SQS's 5-minute deduplication window
+    monkeypatch.setattr(capture_module, "apply_event", real_apply)
+    assert redrive.retry_set_aside(store, services.queues()) == 1
+    pipeline.drain()
+
+    # Then the event is captured and committed once, and nothing is left set aside
+    assert pipeline.latest("10042")["capture"]["event_id"] == "sa-1"
+    assert [c.trailers["Jira-Event-Id"] for c in pipeline.commits()] == ["sa-1"]
+    assert store.all_keys("index/unreadable/") == []
+    assert redrive.retry_set_aside(store, services.queues()) == 0
