@@ -6,6 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from pipeline.jobs import JobView
+
 
 class ErrorBody(BaseModel):
     error: str = Field(description="A short code a script can switch on.", examples=["issue_not_found"])
@@ -141,43 +143,8 @@ class SyncAccepted(BaseModel):
     state: str = Field(examples=["queued"])
 
 
-class SyncIssue(BaseModel):
-    id: str
-    key: str | None
-
-
-class SyncIssueError(BaseModel):
-    issue_id: str | None
-    status: int = Field(description="Jira's HTTP status (0: not reached).")
-    message: str
-
-
-class SyncJob(BaseModel):
-    """A reconcile job's state and progress; counts grow while it runs."""
-
-    job_id: str
-    state: str = Field(description="queued, running, succeeded, finished_with_errors or failed.")
-    trigger: str = Field(description="api or schedule.")
-    project: str | None
-    since: str | None
-    phase: str = Field(description="queued, pending, search, census or done.")
-    requested_at: str
-    updated_at: str = Field(
-        description="When the job last saved progress: a running job that stops updating is stuck (see the runbook)."
-    )
-    started_at: str | None
-    finished_at: str | None
-    elapsed_seconds: float | None
-    pages_scanned: int
-    issues_scanned: int
-    issues_estimated: int | None = Field(description="Jira's approximate count of issues to scan, when known.")
-    issues_changed: int = Field(description="Issues for which changes were fed.")
-    changes_fed: int = Field(description="Changes put on the events queue, each captured like a webhook.")
-    deletes_found: int
-    deleted: list[SyncIssue] = Field(description="Issues Jira answers 404 for: recorded as deleted.")
-    not_visible: list[SyncIssue] = Field(description="Issues Jira answers 403 for: left untouched.")
-    errors: list[SyncIssueError]
-    message: str | None = Field(description="Why the job failed, or what it waits for.")
+# The job's one definition lives with the records it describes; the API serves its public part as it is.
+SyncJob = JobView
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

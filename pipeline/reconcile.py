@@ -31,7 +31,6 @@ from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, proj
 
 SEARCH_PAGE = 50  # a page (reads, rebuilds, sends) is one unit of work: it must fit well inside a step's margin
 PENDING_BATCH = 25
-_MAX_REPORTED = 200  # errors, deletions and hidden issues listed in a job; the counts stay exact
 _SEARCH_FIELDS = ["key", "updated", "project"]
 
 
@@ -439,7 +438,7 @@ def _read_cursor(store: Store) -> dict[str, Any]:
 
 
 def _report(job: dict[str, Any], listing: str, item: dict[str, Any]) -> None:
-    if len(job[listing]) < _MAX_REPORTED:
+    if len(job[listing]) < jobs.MAX_REPORTED:
         job[listing].append(item)
     else:
         job[f"{listing}_omitted"] = int(job.get(f"{listing}_omitted") or 0) + 1

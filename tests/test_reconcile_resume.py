@@ -475,7 +475,7 @@ def test_every_refused_pending_issue_stays_pending_once_the_error_list_is_full(
     moto_endpoint: str, tmp_path: Path
 ) -> None:
     with environment(moto_endpoint, tmp_path / "full", small_model()) as run:
-        run.mp.setattr("pipeline.reconcile._MAX_REPORTED", 1)
+        run.mp.setattr("pipeline.jobs.MAX_REPORTED", 1)
         refused = sorted(run.model.issues)[:2]
         for issue_id in refused:
             services.store().put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": "webhook_too_large"})

@@ -9,10 +9,11 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import TypeAdapter
 
 from api.models import SyncJob
 from local.stack import LocalStack
-from pipeline import services
+from pipeline import jobs, services
 from pipeline.snapshot import issue_document
 from tests.api.test_http import assert_error
 from tests.conftest import stack_env
@@ -73,7 +74,7 @@ def test_a_sync_started_over_http_captures_jira_and_reports_its_progress(
     job = wait_for(api, job_id)
     jira_stack.wait_idle()
 
-    SyncJob.model_validate(job)
+    TypeAdapter(SyncJob).validate_python(job)  # the job as served matches the documented model
     assert job["state"] == "succeeded", job
     assert job["trigger"] == "api" and job["phase"] == "done"
     assert job["issues_scanned"] == job["issues_estimated"] == len(model.issues)
@@ -112,3 +113,28 @@ def test_unknown_jobs_and_unknown_fields_are_refused(api: httpx.Client) -> None:
     assert_error(api.get("/sync/sync-20990101T000000Z-00000000"), 404, "job_not_found")
     assert_error(api.get("/sync/not%20a%20job"), 400)
     assert_error(api.post("/sync", json={"projects": ["OPS"]}), 400)
+
+
+def test_a_job_that_lists_only_some_of_its_issues_says_how_many_it_left_out(
+    api: httpx.Client, jira_stack: LocalStack
+) -> None:
+    # Given a finished job whose lists were cut at their limit, as reconcile records it
+    job = jobs.new_job("sync-20990101T000000Z-0000abcd", "api", None, None, int(time.time() * 1000))
+    job.update(
+        state="finished_with_errors",
+        phase="done",
+        errors=[{"issue_id": "10001", "status": 500, "message": "Jira answered 500"}],
+        errors_omitted=7,
+        deleted_omitted=2,
+        not_visible_omitted=3,
+        resume={"phase": "done"},
+    )
+    jobs.save(services.store(), job)
+
+    # When a reader asks for it over HTTP
+    body = api.get(f"/sync/{job['job_id']}").json()
+
+    # Then the counts of what was left out reach the reader, and the resume bookkeeping does not
+    assert (body["errors_omitted"], body["deleted_omitted"], body["not_visible_omitted"]) == (7, 2, 3)
+    assert body["errors"] == job["errors"]
+    assert not {"resume", "step", "since_ms"} & set(body)
