@@ -21,14 +21,66 @@ class CheckResult(BaseModel):
     detail: str
 
 
+class Push(BaseModel):
+    at: str = Field(description="When the committer last pushed (UTC).", examples=["2026-11-25T09:07:02Z"])
+    tip: str | None = Field(description="The branch tip it pushed.", examples=["3f9a0c1e5b7d..."])
+
+
+class PushError(BaseModel):
+    at: str = Field(description="The last failed push attempt (UTC).", examples=["2026-11-25T09:12:40Z"])
+    since: str = Field(description="The first failure of this run of failures.", examples=["2026-11-25T09:10:03Z"])
+    error: str = Field(
+        description="What failed, without credentials.", examples=["RemoteUnavailable: HTTPUnauthorized: ..."]
+    )
+
+
+class GitCheck(CheckResult):
+    """Judged from the committer's record of its pushes, plus a read-only look at the remote where one is possible."""
+
+    last_push: Push | None = None
+    last_error: PushError | None = Field(default=None, description="The last failed push, even if pushes work again.")
+    remote_tip: str | None = Field(default=None, description="The branch tip the read-only probe saw, if it could.")
+
+
+class WebhookCheck(CheckResult):
+    """Refused webhook deliveries; failing when every delivery of the last 15 minutes was refused."""
+
+    refused_last_hour: dict[str, int] = Field(
+        default_factory=dict,
+        description="Refused deliveries by reason: `signature` (401), `size` (413), `shape` (400, 415).",
+        examples=[{"signature": 12, "size": 0, "shape": 0}],
+    )
+    last_accepted_at: str | None = Field(
+        default=None, description="About when the newest accepted delivery arrived (UTC, to the minute)."
+    )
+
+
+class SetAsideCheck(CheckResult):
+    """Accepted events the writer could not interpret: raw copies kept in `raw/`, records in `index/unreadable/`;
+    failing while any wait, like a dead-letter queue. `make redrive` queues them again."""
+
+    count: int = Field(0, description="Events set aside (counted up to 1,000).")
+
+
+class HealthChecks(BaseModel):
+    model_config = ConfigDict(extra="allow")  # a check added later is reported before it is documented here
+
+    storage: CheckResult
+    queues: CheckResult
+    dead_letters: CheckResult
+    git: GitCheck
+    webhook: WebhookCheck
+    set_aside: SetAsideCheck
+
+
 class Health(BaseModel):
-    status: str = Field(examples=["ok"])
-    checks: dict[str, CheckResult]
+    status: str = Field(description="`ok`, or `failing` (with 503) when any check fails.", examples=["ok"])
+    checks: HealthChecks
 
 
 class Unhealthy(Health):
     error: str = Field(examples=["unhealthy"])
-    detail: str = Field(examples=["Failing checks: git."])
+    detail: str = Field(examples=["Failing checks: webhook."])
 
 
 class IssueDocument(BaseModel):

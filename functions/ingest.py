@@ -5,12 +5,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import time
 from typing import Any
 
 from pipeline import services
 from pipeline.errors import WebhookRejected
 from pipeline.intake import accept
+from pipeline.refusals import RefusalCounter, log_refusal
 from pipeline.settings import SecretUnavailable, get_settings
+
+# This instance's refusals per minute; written to S3 only on the refusing path, so accepting costs nothing more.
+refusals = RefusalCounter()
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -27,6 +33,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     try:
         accepted = accept(body, headers, get_settings(), services.queues(), services.store())
     except WebhookRejected as rejected:
+        _note_refusal(rejected, headers, len(body))
         return _respond(rejected.status, rejected.body())
     except SecretUnavailable:
         # 503, so Jira retries once the secret is in place; the log names the secret.
@@ -35,6 +42,14 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             503, {"error": "misconfigured", "detail": "Ingest cannot read its webhook secret; retry later."}
         )
     return _respond(202, accepted.body())
+
+
+def _note_refusal(rejected: WebhookRejected, headers: dict[str, str], size: int) -> None:
+    """A refused delivery leaves a log line, a metric and a count health sees: Jira does not retry a 4xx."""
+    now = time.time()
+    reason = log_refusal(rejected.status, rejected.code, headers, size, os.environ.get("JSYNC_STAGE", "local"), now)
+    if reason:
+        refusals.refused(reason, services.store(), now)
 
 
 def _respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.gitstore import GitStore, Person, PushRejected
+from pipeline.gitstore import GitStore, Person, PushRejected, redact
 from pipeline.messages import Change
 from pipeline.snapshot import Order, canonical_json, git_path
 
@@ -203,3 +204,59 @@ def _show(value: Any) -> str:
         return "(none)"
     text = str(value).replace("\n", " ")
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+class PushLog:
+    """The committer's last push and last push error, one small object health reads (`gitstate/_push.json`).
+
+    Health learns how git is doing from this record, so the read API needs no git credential. Written once per
+    batch that reached the remote; the previous record is read once per cold start, to carry the last good push
+    and the start of a run of failures across invocations.
+    """
+
+    def __init__(self, load: Callable[[], dict[str, Any] | None], save: Callable[[dict[str, Any]], None]) -> None:
+        self._load, self._save = load, save
+        self._record: dict[str, Any] | None = None
+        self._loaded = False
+
+    def _previous(self) -> dict[str, Any]:
+        if not self._loaded:
+            self._record, self._loaded = self._load(), True
+        return self._record or {}
+
+    def pushed(self, tip: str | None, now: float) -> None:
+        at = _iso(now)
+        record = {**self._previous(), "ok": True, "attempt_at": at, "last_push": {"at": at, "tip": tip}}
+        self._write(record)
+
+    def failed(self, error: str, now: float, secrets: tuple[str | None, ...] = ()) -> None:
+        """Record a failed push; `error` is cleaned of URL credentials and of each of `secrets` before it is kept."""
+        previous = self._previous()
+        at = _iso(now)
+        since = previous["last_error"]["since"] if previous.get("ok") is False and previous.get("last_error") else at
+        record = {
+            "last_push": previous.get("last_push"),
+            "ok": False,
+            "attempt_at": at,
+            "last_error": {"at": at, "since": since, "error": clean_error(error, secrets)},
+        }
+        self._write(record)
+
+    def _write(self, record: dict[str, Any]) -> None:
+        record.setdefault("last_push", None)
+        record.setdefault("last_error", None)
+        self._save(record)
+        self._record = record
+
+
+def clean_error(text: str, secrets: tuple[str | None, ...] = ()) -> str:
+    """One line, short, with no credential: URL user-info redacted, and any known secret's value removed."""
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    line = redact(text).strip().splitlines()[0] if text.strip() else "unknown error"
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _iso(epoch_seconds: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch_seconds))

@@ -10,11 +10,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-from dulwich.client import LocalGitClient, get_transport_and_path
+from dulwich.client import LocalGitClient, default_urllib3_manager, get_transport_and_path
 from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.pack import REF_DELTA, UnpackedObject, full_unpacked_object
 from dulwich.repo import Repo
+from urllib3 import PoolManager
+from urllib3.util.retry import Retry
 
 from pipeline.gittree import DIR_MODE, FILE_MODE, RawTree
 
@@ -321,6 +324,39 @@ def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | No
     return mapping.get(f"refs/heads/{branch}".encode())  # type: ignore[no-any-return]
 
 
+def is_local_remote(remote: str) -> bool:
+    """A path or file:// URL: its refs can be read directly, with no credential."""
+    if "://" in remote:
+        return remote.startswith("file://")
+    # `host:path` (scp-like) is ssh; one letter before the colon is a Windows drive.
+    return not re.match(r"^[^/\\]{2,}:", remote)
+
+
+def probe_tip(remote: str, branch: str, timeout: float = 3.0) -> bytes | None:
+    """Where the branch is, asked without any credential (health): a local remote's refs read directly, an http(s)
+    remote asked anonymously, with user-info stripped from its URL (only public repositories answer)."""
+    parts = urlsplit(remote)
+    try:
+        if is_local_remote(remote):
+            client, path = get_transport_and_path(remote)
+        elif parts.scheme in ("http", "https"):
+            anonymous = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+            pool = default_urllib3_manager(None, timeout=timeout)
+            # One try, redirects followed: health answers within seconds whatever the remote does.
+            if isinstance(pool, PoolManager):
+                pool.connection_pool_kw["retries"] = Retry(total=3, connect=0, read=0, status=0, other=0, redirect=3)
+            client, path = get_transport_and_path(anonymous, pool_manager=pool)
+        else:
+            raise RemoteUnavailable("only path, file:// and http(s) remotes are looked at without credentials")
+        refs = client.get_refs(path)
+    except RemoteUnavailable:
+        raise
+    except Exception as exc:
+        raise RemoteUnavailable(describe_error(exc)) from None
+    mapping = getattr(refs, "refs", refs)
+    return mapping.get(f"refs/heads/{branch}".encode())  # type: ignore[no-any-return]
+
+
 def describe_error(exc: BaseException) -> str:
     """What failed, without echoing a URL that may carry a token."""
     return redact(f"{type(exc).__name__}: {exc}")
@@ -331,4 +367,14 @@ def redact(text: str) -> str:
     return re.sub(r"://[^/@\s]*@", "://***@", text)
 
 
-__all__ = ["COMMITTER", "GitStore", "Person", "PushRejected", "RemoteUnavailable", "describe_error", "redact"]
+__all__ = [
+    "COMMITTER",
+    "GitStore",
+    "Person",
+    "PushRejected",
+    "RemoteUnavailable",
+    "describe_error",
+    "is_local_remote",
+    "probe_tip",
+    "redact",
+]

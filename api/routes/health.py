@@ -10,27 +10,30 @@ from fastapi.responses import JSONResponse
 
 from api.models import Health, Unhealthy
 from pipeline import services
-from pipeline.health import run_checks
+from pipeline.health import GitProbe, run_checks
 from pipeline.settings import get_settings
 
 router = APIRouter(tags=["health"])
 
 
-def _git_tip() -> Any:
-    from pipeline.gitstore import remote_tip
+def _git_probe() -> GitProbe:
+    # Read-only and without the git token: the API holds no credential that could push.
+    from pipeline.gitstore import is_local_remote, probe_tip
 
     s = get_settings()
-    return remote_tip(s.git_remote, s.git_branch, s.git_token)
+    return GitProbe(lambda: probe_tip(s.git_remote, s.git_branch), decisive=is_local_remote(s.git_remote))
 
 
 @router.get(
     "/health",
     response_model=Health,
     responses={503: {"model": Unhealthy, "description": "A check failed; `detail` names it."}},
-    summary="Health of storage, queues, dead letters and the git remote",
+    summary="Health of storage, queues, dead letters, git and webhook deliveries",
 )
 async def health() -> Any:
-    checks = await run_in_threadpool(run_checks, get_settings(), services.aws("s3"), services.aws("sqs"), _git_tip)
+    checks = await run_in_threadpool(
+        run_checks, get_settings(), services.aws("s3"), services.aws("sqs"), services.store(), _git_probe()
+    )
     body: dict[str, Any] = {"status": "ok", "checks": {k: v.as_dict() for k, v in checks.items()}}
     failing = [name for name, c in checks.items() if not c.ok]
     if failing:

@@ -99,7 +99,7 @@ def test_webhook_api_and_docs_share_one_port(stack: LocalStack, api: httpx.Clien
     health = api.get("/health")
     assert health.status_code == 200
     assert health.json()["status"] == "ok"
-    assert set(health.json()["checks"]) == {"storage", "queues", "dead_letters", "git"}
+    assert set(health.json()["checks"]) == {"storage", "queues", "dead_letters", "git", "webhook", "set_aside"}
     # What the webhook takes on that port, the API serves on that port
     deliver(stack, BEFORE_THE_MOVE[0])
     assert api.get("/issues/OPS-17").status_code == 200
@@ -122,6 +122,37 @@ def test_webhook_api_and_docs_share_one_port(stack: LocalStack, api: httpx.Clien
         "/api/v1/issues/{key_or_id}/history/{version}",
     } <= set(paths)
     assert "422" not in json.dumps(paths)  # validation errors are documented as the 400 they are
+
+
+def test_health_reports_refused_deliveries_and_names_webhook_when_all_are_refused(
+    stack: LocalStack, api: httpx.Client
+) -> None:
+    # Given deliveries that are all refused (not Jira webhooks)
+    for n in range(2):
+        r = httpx.post(
+            stack.urls.webhook,
+            content=b'{"not": "a webhook"}',
+            headers={"content-type": "application/json", "x-atlassian-webhook-identifier": f"junk-{n}"},
+            timeout=10,
+        )
+        assert r.status_code == 400, r.text
+    # Then health is 503, names the webhook check alone, and counts the refusals by reason
+    bad = api.get("/health")
+    assert bad.status_code == 503, bad.text
+    body = bad.json()
+    assert body["status"] == "failing" and body["detail"] == "Failing checks: webhook."
+    webhook = body["checks"]["webhook"]
+    assert webhook["ok"] is False and webhook["refused_last_hour"]["shape"] >= 1
+    assert webhook["refused_last_hour"]["signature"] == webhook["refused_last_hour"]["size"] == 0
+    # When a delivery is accepted, health is 200 again and still shows the hour's refusals
+    deliver(stack, BEFORE_THE_MOVE[0])
+    good = api.get("/health")
+    assert good.status_code == 200, good.text
+    checks = good.json()["checks"]
+    assert checks["webhook"]["ok"] is True and checks["webhook"]["refused_last_hour"]["shape"] >= 1
+    assert checks["webhook"]["last_accepted_at"]
+    # and git is judged from the committer's push, with the local remote read to confirm it
+    assert checks["git"]["ok"] is True and checks["git"]["remote_tip"] == checks["git"]["last_push"]["tip"]
 
 
 # --- issues, ETags, listings and history before the move ---------------------------------------------------

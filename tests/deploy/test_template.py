@@ -17,6 +17,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".serverless"
 TEMPLATE = BUILD / "cloudformation-template-update-stack.json"
+CREATE_TEMPLATE = BUILD / "cloudformation-template-create-stack.json"  # the first deploy's: the deployment bucket
 TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
 ROLES = ["IngestRole", "WriterRole", "CommitterRole", "ApiRole", "ReconcileRole"]
 SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue")
@@ -97,9 +98,27 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
     api_queues, api_secrets = touched("ApiRole")
     assert api_queues == {*QUEUES}  # health reads every queue's depth, dead letters included
     # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
-    assert api_secrets == {"api-keys", "git-token"}
+    assert api_secrets == {"api-keys"}
     assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
-    assert s3_grants(resources, "IngestRole") == {"s3:PutObject": {"raw/*", "sync/pending/*"}}
+    assert s3_grants(resources, "IngestRole") == {"s3:PutObject": {"raw/*", "sync/pending/*", "ops/webhook/refused/*"}}
+
+
+def test_only_the_committer_can_read_the_git_token(resources: dict[str, Any]) -> None:
+    # The token may push: health judges git from the committer's push record and an anonymous look instead.
+    readers = [
+        role
+        for role in ROLES
+        for s in statements(resources, role)
+        if any(a.startswith("secretsmanager:") for a in as_list(s["Action"])) and "git-token" in json.dumps(s)
+    ]
+    assert readers == ["CommitterRole"]
+    for name in TIMEOUTS:
+        env = resources[f"{name}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        assert ("JSYNC_GIT_TOKEN_SECRET_NAME" in env) == (name == "Committer"), name
+    # What health reads instead, and who writes it
+    assert {"ops/webhook/*", "gitstate/_push.json"} <= s3_grants(resources, "ApiRole")["s3:GetObject"]
+    assert "gitstate/*" in s3_grants(resources, "CommitterRole")["s3:PutObject"]
+    assert "ops/webhook/last_accepted.json" in s3_grants(resources, "WriterRole")["s3:PutObject"]
 
 
 def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any]) -> None:
@@ -124,7 +143,7 @@ def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any])
     assert sqs_actions("ReconcileRole", "EventsQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl"}
     assert s3_grants(resources, "ApiRole") == {
         "s3:ListBucket": {""},
-        "s3:GetObject": {"latest/*", "snapshots/*", "index/*", "sync/jobs/*"},
+        "s3:GetObject": {"latest/*", "snapshots/*", "index/*", "sync/jobs/*", "ops/webhook/*", "gitstate/_push.json"},
         "s3:PutObject": {"sync/jobs/*"},
     }
     # Reconcile feeds the writer: it reads what JSync holds and writes only its jobs and raw copies of big feeds.
@@ -202,11 +221,31 @@ def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) 
     assert reconcile["BatchSize"] == 1
 
 
-def test_bucket_is_encrypted_versioned_and_private(resources: dict[str, Any]) -> None:
-    bucket = resources["CaptureBucket"]["Properties"]
-    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
-    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-    assert all(bucket["PublicAccessBlockConfiguration"].values()) and len(bucket["PublicAccessBlockConfiguration"]) == 4
+@pytest.mark.parametrize("template", [TEMPLATE, CREATE_TEMPLATE], ids=["update-stack", "create-stack"])
+def test_every_bucket_is_encrypted_versioned_and_private(template: Path) -> None:
+    buckets = of_type(json.loads(template.read_text())["Resources"], "AWS::S3::Bucket")
+    # The data bucket, and the deployment bucket osls makes for the artifacts (the only one on a first deploy)
+    assert "ServerlessDeploymentBucket" in buckets
+    for name, bucket in buckets.items():
+        props = bucket["Properties"]
+        assert props.get("VersioningConfiguration") == {"Status": "Enabled"}, name
+        rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+        assert rules and all(r["ServerSideEncryptionByDefault"]["SSEAlgorithm"] for r in rules), name
+        assert props.get("PublicAccessBlockConfiguration") == {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }, name
+
+
+def test_versioned_buckets_forget_old_versions(resources: dict[str, Any]) -> None:
+    for name in ("CaptureBucket", "ServerlessDeploymentBucket"):
+        rules = resources[name]["Properties"]["LifecycleConfiguration"]["Rules"]
+        assert any(r["Status"] == "Enabled" and "NoncurrentVersionExpiration" in r for r in rules), name
+    # The refusal counts health sums over an hour do not pile up
+    rules = resources["CaptureBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert any(r.get("Prefix") == "ops/webhook/refused/" and r.get("ExpirationInDays") for r in rules)
 
 
 def test_front_doors(resources: dict[str, Any]) -> None:
@@ -228,6 +267,13 @@ def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> 
     assert metrics.count(("AWS/SQS", "ApproximateAgeOfOldestMessage")) == 2
     assert metrics.count(("AWS/Lambda", "Errors")) == 5
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
+    # A refused signature loses the delivery (Jira never retries a 401): one in 15 minutes is worth an email.
+    [refused] = [a for a in alarms if a["Namespace"] == "JSync"]
+    assert refused["MetricName"] == "WebhookRefused" and refused["Statistic"] == "Sum"
+    assert {d["Name"]: d["Value"] for d in refused["Dimensions"]} == {"stage": "dev", "reason": "signature"}
+    assert refused["Period"] * refused["EvaluationPeriods"] == 900
+    assert (refused["Threshold"], refused["ComparisonOperator"]) == (0, "GreaterThanThreshold")
+    assert refused["TreatMissingData"] == "notBreaching"
     watched = [json.dumps(a["Dimensions"]) for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
     assert sorted(d.split('"')[-4] for d in watched) == [
         "CommitsDeadLetterQueue",

@@ -23,6 +23,7 @@ from pipeline import services
 from pipeline.gitstore import GitStore
 from pipeline.messages import Change
 from pipeline.settings import Settings
+from pipeline.store import Store
 from tests.harness import Pipeline, fixture_bytes, receive_all, remote_commits
 
 TOKEN = "ghp_JSYNC-SECRET-TOKEN-7f3a9c1e5b"
@@ -379,3 +380,51 @@ def test_message_reaches_the_dlq_after_five_receives_and_redrive_commits_it_once
     # Then it is committed exactly once and both queues are empty
     assert committed(pipeline) == ["dlq-0"]
     assert pipeline.depth(settings.commits_queue, settings.commits_dlq) == 0
+
+
+# --- the push record health reads instead of the remote (issue 11) -------------------------------------------
+
+
+def _push_record() -> dict[str, Any] | None:
+    found = services.store().read_json("gitstate/_push.json")
+    return found.data if found else None
+
+
+def test_each_batch_that_reaches_the_remote_records_its_push_in_one_write(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = change_records(pipeline, [("issue_created.json", "p-0"), ("issue_updated.json", "p-1")])
+    writes: list[str] = []
+    real_put = Store.put_json
+    monkeypatch.setattr(Store, "put_json", lambda self, key, data: (writes.append(key), real_put(self, key, data))[1])
+    # When the committer pushes a batch
+    assert invoke(records) == {"batchItemFailures": []}
+    # Then one small record says when and which tip, and nothing failed
+    record = _push_record()
+    assert record is not None and record["ok"] is True and record["last_error"] is None
+    assert record["last_push"]["tip"] == pipeline.commits()[0].sha
+    assert writes.count("gitstate/_push.json") == 1
+    # When a warm committer gets only replays, it never talks to the remote, and writes nothing about it
+    assert invoke(records) == {"batchItemFailures": []}
+    assert writes.count("gitstate/_push.json") == 1
+
+
+def test_a_failed_push_is_recorded_with_its_cause_and_since_when(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    first = change_records(pipeline, [("issue_created.json", "f-0")])
+    assert invoke(first) == {"batchItemFailures": []}
+    pushed = _push_record()
+    second = change_records(pipeline, [("issue_updated.json", "f-1")])
+    monkeypatch.setenv("JSYNC_GIT_REMOTE", str(tmp_path / "nowhere.git"))
+    services.reset()
+    # When two attempts fail
+    assert invoke(second) == failures(second)
+    failed_once = _push_record()
+    assert invoke(second) == failures(second)
+    record = _push_record()
+    # Then the record says so, from when, and still shows the last good push
+    assert pushed is not None and failed_once is not None and record is not None
+    assert record["ok"] is False and record["last_push"] == pushed["last_push"]
+    assert record["last_error"]["error"].startswith("RemoteUnavailable: ")
+    assert record["last_error"]["since"] == failed_once["last_error"]["at"]

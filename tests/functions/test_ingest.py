@@ -533,3 +533,107 @@ def test_ingest_imports_no_fastapi_pydantic_or_dulwich() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+# --- refused deliveries are seen (issue 11) ---------------------------------------------------------------
+
+
+def _captured_logs(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> tuple[str, list[dict]]:
+    """Everything the handler printed or logged, and the JSON lines among what it printed."""
+    out, err = capfd.readouterr()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return out + err + caplog.text, lines
+
+
+def _refusal_counts(pipeline: Pipeline) -> dict[str, int]:
+    totals: dict[str, int] = {}
+    for key in pipeline.keys("ops/webhook/refused/"):
+        for reason, n in json.loads(services.store().get_bytes(key))["refused"].items():
+            totals[reason] = totals.get(reason, 0) + n
+    return totals
+
+
+def test_wrong_signature_is_logged_with_reason_id_and_size_never_body_signature_or_secret(
+    signed: Pipeline, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    # Given Jira signs with another secret than JSync's
+    body = _issue_with_description("BODY-MARKER-5e1d9 the delivery's own words")
+    header = sign("a-secret-jira-holds", body)
+    capfd.readouterr()
+    # When it delivers
+    r = signed.deliver(body, identifier="leak-1", **{"x-hub-signature": header})
+    # Then it is refused, and one line says so: status, reason, delivery id, size
+    _assert_error(r, 401, "signature_invalid")
+    logged, lines = _captured_logs(capfd, caplog)
+    [line] = [entry for entry in lines if entry.get("message") == "webhook refused"]
+    assert line["status"] == 401 and line["reason"] == "signature" and line["error"] == "signature_invalid"
+    assert line["delivery_id"] == "leak-1" and line["bytes"] == len(body)
+    # as a CloudWatch metric too (embedded metric format): WebhookRefused by stage and reason
+    metric = line["_aws"]["CloudWatchMetrics"][0]
+    assert metric["Namespace"] == "JSync" and metric["Metrics"] == [{"Name": "WebhookRefused", "Unit": "Count"}]
+    assert metric["Dimensions"] == [["stage", "reason"]] and line["WebhookRefused"] == 1 and line["stage"]
+    # and nothing of the body, the signature or either secret is anywhere in what was printed or logged
+    for secret in ("BODY-MARKER-5e1d9", header, header.removeprefix("sha256="), SECRET, "a-secret-jira-holds"):
+        assert secret not in logged, secret
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "reason"),
+    [
+        (b"{not json", "application/json", 400, "shape"),
+        (b'{"timestamp": 1}', "application/json", 400, "shape"),
+        (b"{}", "text/plain", 415, "shape"),
+    ],
+    ids=["unparseable", "not-a-webhook", "media-type"],
+)
+def test_each_refusal_is_logged_and_counted_under_its_reason(
+    pipeline: Pipeline,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    body: bytes,
+    content_type: str,
+    status: int,
+    reason: str,
+) -> None:
+    monkeypatch.setattr(ingest.refusals, "flush_seconds", 0.0)  # every refusal written, whatever the clock
+    capfd.readouterr()
+    r = pipeline.deliver(body, identifier="bad-1", content_type=content_type)
+    _assert_error(r, status)
+    [line] = [json.loads(x) for x in capfd.readouterr().out.splitlines() if '"webhook refused"' in x]
+    assert (line["status"], line["reason"], line["delivery_id"], line["bytes"]) == (status, reason, "bad-1", len(body))
+    assert body.decode() not in json.dumps({k: v for k, v in line.items() if k != "bytes"})
+    assert _refusal_counts(pipeline) == {"signature": 0, "size": 0, "shape": 1}
+
+
+def test_too_large_is_counted_as_size(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ingest.refusals, "flush_seconds", 0.0)
+    _assert_error(pipeline.deliver(_padded_issue(MAX_WEBHOOK_BYTES + 1), identifier="huge-2"), 413)
+    assert _refusal_counts(pipeline) == {"signature": 0, "size": 1, "shape": 0}
+
+
+def test_accepted_and_unavailable_answers_are_not_counted(
+    pipeline: Pipeline, settings: Settings, capfd: pytest.CaptureFixture[str]
+) -> None:
+    assert pipeline.deliver(fixture_bytes("issue_created.json"), identifier="fine-1")["statusCode"] == 202
+    sqs = services.aws("sqs")
+    sqs.delete_queue(QueueUrl=_events_url(settings))
+    services.reset()
+    capfd.readouterr()
+    r = pipeline.deliver(fixture_bytes("issue_updated.json"), identifier="later-1")
+    _assert_error(r, 503)
+    # A 503 is retried by Jira: logged, not counted as a refusal
+    [line] = [json.loads(x) for x in capfd.readouterr().out.splitlines() if x.startswith("{")]
+    assert line["status"] == 503 and line["reason"] is None and "_aws" not in line
+    assert pipeline.keys("ops/webhook/refused/") == []
+
+
+def test_a_store_that_fails_never_changes_the_answer(signed: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.store import Store
+
+    def down(self: Store, key: str, data: dict) -> None:
+        raise ConnectionError("S3 unavailable")
+
+    monkeypatch.setattr(Store, "put_json", down)
+    r = signed.deliver(fixture_bytes("issue_created.json"), identifier="s3-down", **{"x-hub-signature": "sha256=00"})
+    _assert_error(r, 401)

@@ -54,7 +54,7 @@ def test_webhooks_over_http_end_in_s3_and_git(stack: LocalStack) -> None:
 def test_health_names_git_when_the_remote_is_gone(stack: LocalStack) -> None:
     ok = httpx.get(stack.urls.health, timeout=10)
     assert ok.status_code == 200 and ok.json()["status"] == "ok"
-    assert set(ok.json()["checks"]) == {"storage", "queues", "dead_letters", "git"}
+    assert set(ok.json()["checks"]) == {"storage", "queues", "dead_letters", "git", "webhook", "set_aside"}
     remote = Path(stack.settings.git_remote)
     remote.rename(remote.with_name("gone.git"))
     try:
