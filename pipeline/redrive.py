@@ -223,6 +223,27 @@ def retry_set_aside(store: Store, queues: Queues) -> int:
     return retried
 
 
+def stage_bucket(stage: str) -> str | None:
+    """The deployed stage's bucket (CloudFormation names it), from the stack's `BucketName` output."""
+    try:
+        stacks = services.aws("cloudformation").describe_stacks(StackName=f"jsync-{stage}")["Stacks"]
+    except (ClientError, BotoCoreError):
+        return None
+    outputs = {o["OutputKey"]: o["OutputValue"] for s in stacks for o in s.get("Outputs", [])}
+    return outputs.get("BucketName")
+
+
+def _retry_set_aside_of(stage: str | None) -> int | None:
+    """`retry_set_aside` on the local stack, or on a deployed stage's bucket; None if that bucket cannot be found."""
+    if stage and not os.environ.get("JSYNC_BUCKET"):
+        bucket = stage_bucket(stage)
+        if bucket is None:
+            return None
+        os.environ["JSYNC_BUCKET"] = bucket
+        services.reset()
+    return retry_set_aside(services.store(), services.queues())
+
+
 # --- command line ------------------------------------------------------------------------------------------------
 def use_local_stack() -> str:
     """Point AWS clients at the running local stack's moto server; returns its endpoint."""
@@ -261,11 +282,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.dry_run:
             for pair in queue_pairs:
                 dry_run(sqs, pair)
-            print(f"would queue again {len(services.store().all_keys(unreadable_prefix()))} set-aside events")
+            if not use_task:
+                print(f"would queue again {len(services.store().all_keys(unreadable_prefix()))} set-aside events")
             return 0
         moved = redrive_all(sqs, queue_pairs, use_task)
-        retried = retry_set_aside(services.store(), services.queues())
-        if retried:
+        retried = _retry_set_aside_of(args.stage if use_task else None)
+        if retried is None:
+            print("redrive: could not read the stack's BucketName output; events set aside were left", file=sys.stderr)
+        elif retried:
             print(f"queued again {retried} events the writer had set aside as unreadable")
     except NoLocalStack as exc:
         print(f"redrive: {exc}", file=sys.stderr)

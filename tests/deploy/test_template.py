@@ -101,6 +101,9 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
     assert api_secrets == {"api-keys"}
     assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
     assert s3_grants(resources, "IngestRole") == {"s3:PutObject": {"raw/*", "sync/pending/*", "ops/webhook/refused/*"}}
+    # An event the writer sets aside is recorded under index/ and its issue noted for reconcile; health lists them.
+    assert {"index/*", "sync/pending/*"} <= s3_grants(resources, "WriterRole")["s3:PutObject"]
+    assert "index/*" in s3_grants(resources, "ApiRole")["s3:GetObject"]
 
 
 def test_only_the_committer_can_read_the_git_token(resources: dict[str, Any]) -> None:

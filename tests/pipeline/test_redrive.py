@@ -486,3 +486,18 @@ def test_events_the_writer_set_aside_are_queued_again_and_stored_once_it_can_rea
     assert [c.trailers["Jira-Event-Id"] for c in pipeline.commits()] == ["sa-1"]
     assert store.all_keys("index/unreadable/") == []
     assert redrive.retry_set_aside(store, services.queues()) == 0
+
+
+def test_a_deployed_stage_s_bucket_is_found_from_its_stack_output(monkeypatch: pytest.MonkeyPatch) -> None:
+    # CloudFormation names the deployed bucket, so set-aside events of a stage are found through the stack's output
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    monkeypatch.setattr(services, "aws", functools.cache(lambda service: cfn))
+    outputs = [{"OutputKey": "WebhookUrl", "OutputValue": "https://x"}]
+    outputs.append({"OutputKey": "BucketName", "OutputValue": "b1"})
+    stack = {"StackName": "jsync-prod", "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE"}
+    with Stubber(cfn) as stubber:
+        found = {"Stacks": [{**stack, "Outputs": outputs}]}
+        stubber.add_response("describe_stacks", found, {"StackName": "jsync-prod"})
+        stubber.add_client_error("describe_stacks", "ValidationError", http_status_code=400)
+        assert redrive.stage_bucket("prod") == "b1"
+        assert redrive.stage_bucket("gone") is None  # no such stack: the redrive says so and leaves them
