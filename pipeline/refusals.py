@@ -11,8 +11,9 @@ How, and why so (issue 11):
   EMF is one documented JSON shape.
 - **Counts live in the bucket**, because ingest runs as many Lambda instances and health in another function.
   Each ingest instance counts in memory per minute and writes its own object,
-  `ops/webhook/refused/<yyyymmddHHMM>/<instance>.json`, holding its running totals for that minute: on its first
-  refusal of a minute (so a single 401 is seen), then at most every `FLUSH_SECONDS`. A flood of bad deliveries
+  `ops/webhook/refused/<yyyymmddHHMM>/<instance>.json`, holding its running totals for that minute: on each of
+  its first `EXACT_UP_TO` refusals of a minute (so a few stray 401s are counted exactly, and a single one is seen
+  at once), then at most every `FLUSH_SECONDS`. A flood of bad deliveries
   thus costs an instance a few PUTs a minute whatever its rate; an object is replaced, never added to, so a retried
   write cannot count twice; accepted deliveries never touch any of it. Lambda has no hook before an instance is
   frozen, so counts made after its last write wait for its next refusal: a count can lag, the fact that a minute
@@ -48,6 +49,7 @@ _REASON_BY_STATUS = {401: "signature", 413: "size", 400: "shape", 415: "shape"}
 NAMESPACE = "JSync"
 METRIC = "WebhookRefused"
 FLUSH_SECONDS = 10.0
+EXACT_UP_TO = 10  # an instance writes each of its first refusals of a minute, so a few are counted exactly
 ACCEPTED_EVERY_MS = 60_000
 RECENT_MINUTES = 15
 HOUR_MINUTES = 60
@@ -121,10 +123,11 @@ class RefusalCounter:
         with self._lock:
             if store is not self._store:  # another bucket (a restarted local stack, a test): it knows nothing yet
                 self._store, self._counts, self._dirty, self._written_at = store, {}, set(), -math.inf
-            first = minute not in self._counts
-            self._counts.setdefault(minute, dict.fromkeys(REASONS, 0))[reason] += 1
+            counts = self._counts.setdefault(minute, dict.fromkeys(REASONS, 0))
+            counts[reason] += 1
             self._dirty.add(minute)
-            if not first and now - self._written_at < self.flush_seconds:
+            few = sum(counts.values()) <= EXACT_UP_TO
+            if not few and now - self._written_at < self.flush_seconds:
                 return
             self._written_at = now
             for pending in sorted(self._dirty):
