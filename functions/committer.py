@@ -9,11 +9,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import services
-from pipeline.commits import PushLog, commit_batch
+from pipeline.commits import commit_batch
 from pipeline.gitstore import PushRejected, RemoteUnavailable
 from pipeline.messages import Change
 from pipeline.settings import get_settings
-from pipeline.store import PUSH_RECORD_KEY, Store
 
 logger = Logger(service="jsync-committer")
 
@@ -61,33 +60,16 @@ def _failures(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
 
 
-_push_log: tuple[Store, PushLog] | None = None
-
-
-def push_log() -> PushLog:
-    """The push record for health, kept while warm; a new store (tests, a restarted local stack) starts afresh."""
-    global _push_log
-    store = services.store()
-    if _push_log is None or _push_log[0] is not store:
-        _push_log = (store, PushLog(lambda: _read(store), lambda record: store.put_json(PUSH_RECORD_KEY, record)))
-    return _push_log[1]
-
-
-def _read(store: Store) -> dict[str, Any] | None:
-    found = store.read_json(PUSH_RECORD_KEY)
-    return found.data if found else None
-
-
 def _record_push(tip: str | None) -> None:
     try:
-        push_log().pushed(tip, time.time())
+        services.push_log().pushed(tip, time.time())
     except Exception:  # the push stands; only health's view of it is late
         logger.warning("could not record the push for health", exc_info=True)
 
 
 def _record_push_failure(error: str) -> None:
     try:
-        push_log().failed(error, time.time(), secrets=(_token(),))
+        services.push_log().failed(error, time.time(), secrets=(_token(),))
     except Exception:
         logger.warning("could not record the push failure for health", exc_info=True)
 

@@ -314,13 +314,17 @@ def _tree_entry(key: bytes, tree: RawTree, delta: tuple[bytes, bytes] | None) ->
 
 
 def remote_tip(remote: str, branch: str, token: str | None = None) -> bytes | None:
-    """Ask the remote where the branch is, without fetching anything (health checks)."""
+    """Ask the remote where the branch is, with the token, without fetching anything (the committer benchmark)."""
     try:
         client, path = get_transport_and_path(remote, username="x-access-token" if token else None, password=token)
-        refs = client.get_refs(path)
+        return _branch_tip(client, path, branch)
     except Exception as exc:
         raise RemoteUnavailable(describe_error(exc)) from None
-    mapping = getattr(refs, "refs", refs)
+
+
+def _branch_tip(client: Any, path: str, branch: str) -> bytes | None:
+    refs = client.get_refs(path)
+    mapping = getattr(refs, "refs", refs)  # dulwich returns a plain dict or, in newer versions, a result object
     return mapping.get(f"refs/heads/{branch}".encode())  # type: ignore[no-any-return]
 
 
@@ -348,13 +352,11 @@ def probe_tip(remote: str, branch: str, timeout: float = 3.0) -> bytes | None:
             client, path = get_transport_and_path(anonymous, pool_manager=pool)
         else:
             raise RemoteUnavailable("only path, file:// and http(s) remotes are looked at without credentials")
-        refs = client.get_refs(path)
+        return _branch_tip(client, path, branch)
     except RemoteUnavailable:
         raise
     except Exception as exc:
         raise RemoteUnavailable(describe_error(exc)) from None
-    mapping = getattr(refs, "refs", refs)
-    return mapping.get(f"refs/heads/{branch}".encode())  # type: ignore[no-any-return]
 
 
 def describe_error(exc: BaseException) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.queues import queue_depth
 from pipeline.refusals import RECENT_MINUTES, RefusalReport, report
 from pipeline.settings import Settings
-from pipeline.store import PUSH_RECORD_KEY, Store, unreadable_prefix
+from pipeline.store import UNREADABLE_PREFIX, Store
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ _SET_ASIDE_LISTED = 1000
 
 def _set_aside(store: Store) -> Check:
     """Accepted events the writer could not interpret: kept raw, but not captured until someone acts, like a DLQ."""
-    keys, more = store.list_keys(unreadable_prefix(), None, _SET_ASIDE_LISTED)
+    keys, more = store.list_keys(UNREADABLE_PREFIX, None, _SET_ASIDE_LISTED)
     if not keys:
         return Check(True, "no events set aside", {"count": 0})
     count = f"{len(keys)}{'+' if more else ''}"
@@ -113,8 +113,7 @@ def _dead_letters(settings: Settings, sqs: Any) -> Check:
 
 
 def _git(store: Store, probe: GitProbe | None) -> Check:
-    found = store.read_json(PUSH_RECORD_KEY)
-    record = found.data if found else {}
+    record = store.push_record() or {}
     last_push, last_error = record.get("last_push"), record.get("last_error")
     facts: dict[str, Any] = {"last_push": last_push, "last_error": last_error, "remote_tip": None}
     probe_note, probe_failed = "", False

@@ -25,7 +25,7 @@ from pipeline import services
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
 from pipeline.settings import Settings, get_settings, load_settings
-from pipeline.store import Store, unreadable_prefix
+from pipeline.store import UNREADABLE_PREFIX, Store
 
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
@@ -209,7 +209,7 @@ def retry_set_aside(store: Store, queues: Queues) -> int:
     """Queue every event the writer set aside again, then forget the record (the writer makes a new one if it
     still cannot read it); returns how many were queued."""
     retried = 0
-    for key in store.all_keys(unreadable_prefix()):
+    for key in store.all_keys(UNREADABLE_PREFIX):
         found = store.read_json(key)
         if found is None:
             continue
@@ -283,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for pair in queue_pairs:
                 dry_run(sqs, pair)
             if not use_task:
-                print(f"would queue again {len(services.store().all_keys(unreadable_prefix()))} set-aside events")
+                print(f"would queue again {len(services.store().all_keys(UNREADABLE_PREFIX))} set-aside events")
             return 0
         moved = redrive_all(sqs, queue_pairs, use_task)
         retried = _retry_set_aside_of(args.stage if use_task else None)

@@ -13,7 +13,7 @@ from pipeline.settings import get_settings
 from pipeline.store import Store
 
 if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
-    from pipeline.commits import GitRecords
+    from pipeline.commits import GitRecords, PushLog
     from pipeline.gitstore import GitStore
 
 # More connections than the read API's 16 parallel reads, so none waits for a socket.
@@ -57,6 +57,15 @@ def git_records() -> GitRecords:
     return GitRecords(s.gitstate, s.put_gitstate, s.committed_tip, s.put_committed_tip)
 
 
+@lru_cache(maxsize=1)
+def push_log() -> PushLog:
+    """The committer's record of its pushes for health, kept while warm."""
+    from pipeline.commits import PushLog
+
+    s = store()
+    return PushLog(s.push_record, s.put_push_record)
+
+
 def forget_git() -> None:
     """After the remote failed us: reconnect next time, with the git token read again (it may be rotated)."""
     if git_store.cache_info().currsize:
@@ -69,5 +78,5 @@ def reset() -> None:
     """Forget every cached object (tests and the local stack change settings between runs)."""
     if git_store.cache_info().currsize:
         git_store().close()
-    for cached in (aws, store, queues, git_store, git_records, get_settings):
+    for cached in (aws, store, queues, git_store, git_records, push_log, get_settings):
         cached.cache_clear()

@@ -88,16 +88,12 @@ def changelog_prefix(issue_id: str) -> str:
     return f"index/changelogs/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
 
 
-_UNREADABLE = "index/unreadable/"
-
-
-def unreadable_prefix() -> str:
-    """Accepted events the writer could not interpret: kept raw, listed here for an operator (health shows them)."""
-    return _UNREADABLE
+# Accepted events the writer could not interpret: kept raw, listed here for an operator (health shows them).
+UNREADABLE_PREFIX = "index/unreadable/"
 
 
 def unreadable_key(event_id: str) -> str:
-    return f"{_UNREADABLE}{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
+    return f"{UNREADABLE_PREFIX}{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
 
 
 JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -241,6 +237,13 @@ class Store:
 
     def put_committed_tip(self, tip: str) -> None:
         self.put_json(_COMMITTED_TIP, {"tip": tip})
+
+    def push_record(self) -> dict[str, Any] | None:
+        found = self.read_json(PUSH_RECORD_KEY)
+        return found.data if found else None
+
+    def put_push_record(self, record: dict[str, Any]) -> None:
+        self.put_json(PUSH_RECORD_KEY, record)
 
 
 def _status(exc: ClientError) -> int:

@@ -26,7 +26,7 @@ from pipeline.errors import WebhookRejected
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import event_id_for, parse_event
 from pipeline.settings import Settings
-from pipeline.store import VERSION, Store, raw_key, unreadable_prefix
+from pipeline.store import UNREADABLE_PREFIX, VERSION, Store, raw_key
 from tests.harness import FIXTURES
 
 _FIXTURES = {path.name: json.loads(path.read_bytes()) for path in sorted(FIXTURES.glob("*.json"))}
@@ -208,7 +208,7 @@ def test_whatever_ingest_accepts_is_stored_and_committed(
 
 def _set_aside(store: Store) -> list[str]:
     """Why the writer set events aside, if it did: the reason and detail it recorded."""
-    records = [store.read_json(key) for key in store.all_keys(unreadable_prefix())]
+    records = [store.read_json(key) for key in store.all_keys(UNREADABLE_PREFIX)]
     return [f"{r.data['reason']}: {r.data['detail']}" for r in records if r is not None]
 
 
