@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -58,6 +59,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(BotoCoreError)
     @app.exception_handler(ClientError)
+    @app.exception_handler(sqlite3.Error)
     async def _storage_down(_: Request, exc: Exception) -> JSONResponse:
         body = {"error": "storage_unavailable", "detail": "Storage is unavailable right now; retry shortly."}
         return _error(body, 503, {"Retry-After": "5"})

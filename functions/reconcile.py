@@ -105,9 +105,6 @@ def _retry_later(record: dict[str, Any], seconds: float | None) -> None:
     receipt, source = record.get("receiptHandle"), record.get("eventSourceARN", "")
     if not receipt or not source:
         return
-    name = source.rsplit(":", 1)[-1]
-    sqs = services.aws("sqs")
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
     # SQS refuses more than 12 hours, and the call's error would hide the rate limit it is about.
     wait = int(min(_MAX_VISIBILITY_SECONDS, max(30, seconds or 60)))
-    sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=wait)
+    services.queue_bus().change_visibility(source.rsplit(":", 1)[-1], receipt, wait)

@@ -9,11 +9,17 @@ import threading
 
 from local.stack import LocalStack
 from pipeline.gitstore import redact
+from pipeline.settings import Settings
+
+
+def backend_line(settings: Settings) -> str:
+    if settings.backend == "embedded":
+        return f"embedded (SQLite {settings.database}); JSYNC_BACKEND=aws for S3 and SQS"
+    return f"aws ({settings.aws_endpoint_url or 'your AWS account'}, bucket {settings.bucket})"
 
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request lines drown everything else
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -32,7 +38,8 @@ def main() -> int:
         f"  health:     {urls.health}\n"
         f"  API docs:   {urls.docs}\n"
         f"  reconcile:  {urls.reconcile}\n"
-        f"  git remote: {redact(urls.git_remote)}\n",
+        f"  git remote: {redact(urls.git_remote)}\n"
+        f"  backend:    {backend_line(stack.settings)}\n",
         flush=True,
     )
     stop.wait()

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.backends import QueueBus, Received
+
 log = logging.getLogger("jsync.local")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _MIN_PAUSE, _MAX_PAUSE = 0.02, 0.5
@@ -37,8 +39,8 @@ class Poller:
     def __init__(
         self,
         name: str,
-        sqs: Any,
-        queue_url: str,
+        bus: QueueBus,
+        queue: str,
         handler: Handler,
         retry_delay: int = 1,
         receive_lock: threading.Lock | None = None,
@@ -52,17 +54,17 @@ class Poller:
         restart; only a handler that keeps its progress as it goes (reconcile) should be abandoned.
         """
         self.name = name
-        self.sqs = sqs
-        self.queue_url = queue_url
+        self.bus = bus
+        self.queue = queue
         self.handler = handler
         self.retry_delay = retry_delay
-        # moto's server can hand two concurrent receivers messages of the same FIFO group; SQS never does.
-        # Pollers of one queue share this lock around ReceiveMessage, so a group in flight stays held.
+        # moto's server can hand two concurrent receivers messages of the same FIFO group; SQS and the embedded
+        # queues never do. Pollers of one queue share this lock around the receive, so a group in flight stays held.
         self._receive_lock = receive_lock or threading.Lock()
-        self.arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.arn = bus.arn(queue)
         self._stop = threading.Event()
         # Failed messages wait out their backoff invisible; on stop they are made visible so they get saved.
-        self._backing_off: dict[str, str] = {}
+        self._backing_off: dict[str, str] = {}  # message id -> receipt
         self._thread = threading.Thread(target=self._run, name=f"poller-{name}", daemon=True)
         self.busy = threading.Event()  # set while a batch is in the handler
         self.timeout = timeout
@@ -70,7 +72,7 @@ class Poller:
         # The batch in the handler and its context; the lock makes "handler done, delete what succeeded" and
         # "abandoned, give it back" exclusive, so an abandoned batch is never also deleted by its handler.
         self._hand_lock = threading.Lock()
-        self._in_hand: list[dict[str, Any]] = []
+        self._in_hand: list[Received] = []
         self._context: LocalContext | None = None
         self._abandoned = False
         self._stop_by: float | None = None
@@ -107,33 +109,34 @@ class Poller:
             self._abandoned = True
             if self._in_hand:
                 log.warning("%s: stopped mid-batch; %d message(s) go back to the queue", self.name, len(self._in_hand))
-            self._release(m["ReceiptHandle"] for m in self._in_hand)
+            self._release(m.receipt for m in self._in_hand)
 
     def _release(self, receipts: Iterable[str]) -> None:
         """Make messages visible again at once."""
         for receipt in receipts:
             try:
-                self.sqs.change_message_visibility(QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0)
+                self.bus.change_visibility(self.queue, receipt, 0)
             except Exception:  # handled since, already visible or gone: nothing to give back
                 continue
 
     def _run(self) -> None:
         # Short polls, with a pause that grows while the queue stays empty (20 ms up to 0.5 s): a long poll
-        # would hold the shared receive lock and keep the other writers waiting.
+        # would hold the shared receive lock and keep the other writers waiting. The embedded queues end the
+        # pause as soon as something is sent.
         pause = _MIN_PAUSE
         while not self._stop.is_set():
             try:
-                handled = self.poll_once(wait_seconds=0)
+                handled = self.poll_once()
             except Exception:
                 log.exception("%s: receive failed; retrying", self.name)
                 handled, pause = 0, 1.0
             pause = _MIN_PAUSE if handled else min(pause * 2, _MAX_PAUSE)
-            if not handled:
-                self._stop.wait(pause)
+            if not handled and not self._stop.is_set():
+                self.bus.wait(self.queue, pause)
 
-    def poll_once(self, wait_seconds: int = 0) -> int:
+    def poll_once(self) -> int:
         with self._receive_lock:
-            messages = self._receive(wait_seconds)
+            messages = self.bus.receive(self.queue, 10)
         if not messages:
             return 0
         self.busy.set()
@@ -142,23 +145,13 @@ class Poller:
         finally:
             self.busy.clear()
 
-    def _receive(self, wait_seconds: int) -> list[dict[str, Any]]:
-        return self.sqs.receive_message(
-            QueueUrl=self.queue_url,
-            MaxNumberOfMessages=10,
-            WaitTimeSeconds=wait_seconds,
-            AttributeNames=["All"],
-            MessageSystemAttributeNames=["All"],
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-
-    def _handle(self, messages: list[dict[str, Any]]) -> int:
-        event = {"Records": [self._record(m) for m in messages]}
+    def _handle(self, messages: list[Received]) -> int:
+        event = {"Records": [m.lambda_record(self.arn) for m in messages]}
         deadline = None if self.timeout is None else time.monotonic() + self.timeout
         context = LocalContext(self.name, str(uuid.uuid4()), deadline=deadline)
         with self._hand_lock:
             if self._abandoned:  # received while `stop()` gave up on this poller: straight back to the queue
-                self._release(m["ReceiptHandle"] for m in messages)
+                self._release(m.receipt for m in messages)
                 return len(messages)
             self._in_hand, self._context = messages, context
         if self._stop.is_set():
@@ -172,7 +165,7 @@ class Poller:
                 # fail (the stack it talks to is going away), and its batch is back on the queue already.
                 if not self._abandoned:
                     log.exception("%s: handler raised; the whole batch will be retried", self.name)
-                failed = {m["MessageId"] for m in messages}
+                failed = {m.message_id for m in messages}
             with self._hand_lock:
                 if not self._abandoned:
                     self._settle(messages, failed)
@@ -181,48 +174,17 @@ class Poller:
                 self._in_hand, self._context = [], None
         return len(messages)
 
-    def _settle(self, messages: list[dict[str, Any]], failed: set[str]) -> None:
+    def _settle(self, messages: list[Received], failed: set[str]) -> None:
         """Delete what succeeded; hide each failure for a backoff that grows with its receive count."""
-        done = [m for m in messages if m["MessageId"] not in failed]
+        done = [m for m in messages if m.message_id not in failed]
         for m in done:
-            self._backing_off.pop(m["MessageId"], None)
-        for start in range(0, len(done), 10):
-            chunk = done[start : start + 10]
-            self.sqs.delete_message_batch(
-                QueueUrl=self.queue_url,
-                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
-            )
+            self._backing_off.pop(m.message_id, None)
+        if done:
+            self.bus.delete(self.queue, [m.receipt for m in done])
         for m in messages:
-            if m["MessageId"] in failed:
+            if m.message_id in failed:
                 # Lambda waits out the visibility timeout. Locally, back off by receive count (1, 2, 4, 8 s...),
                 # so an outage of half a minute is ridden out before the fifth receive sends it to the DLQ.
-                receives = int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-                self._backing_off[m["MessageId"]] = m["ReceiptHandle"]
-                self.sqs.change_message_visibility(
-                    QueueUrl=self.queue_url,
-                    ReceiptHandle=m["ReceiptHandle"],
-                    VisibilityTimeout=min(self.retry_delay * 2 ** max(receives - 1, 0), 300),
-                )
-
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        return sqs_record(message, self.arn)
-
-
-def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """A received message as a record of a Lambda SQS event from the queue `queue_arn`.
-
-    Receive it with AttributeNames and MessageSystemAttributeNames ["All"], as the event source mapping does.
-    """
-    attributes = dict(message.get("Attributes", {}))
-    attributes.setdefault("SequenceNumber", str(int(time.time() * 1e6)))  # moto leaves it out
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": attributes,
-        "messageAttributes": message.get("MessageAttributes", {}),
-        "md5OfBody": message.get("MD5OfBody", ""),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": queue_arn.split(":")[3] if queue_arn.count(":") >= 5 else "us-east-1",
-    }
+                self._backing_off[m.message_id] = m.receipt
+                backoff = min(self.retry_delay * 2 ** max(m.receive_count - 1, 0), 300)
+                self.bus.change_visibility(self.queue, m.receipt, backoff)

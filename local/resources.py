@@ -1,10 +1,12 @@
-"""Create the bucket, the FIFO queues and their FIFO dead-letter queues, as the deployed stack has them."""
+"""Create the bucket, the FIFO queues and their FIFO dead-letter queues, as the deployed stack has them, on
+either backend."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+from pipeline import services
 from pipeline.settings import Settings
 
 MAX_RECEIVE_COUNT = 5
@@ -14,8 +16,27 @@ VISIBILITY_TIMEOUT = 60  # seconds; the pollers shorten it per failed message so
 SYNC_VISIBILITY_TIMEOUT = 660
 
 
-def create_resources(settings: Settings, s3: Any, sqs: Any) -> None:
+def create_resources(settings: Settings) -> None:
     """Idempotent: whatever exists is left as it is."""
+    if settings.backend == "embedded":
+        create_embedded_queues(settings)
+    else:
+        create_aws_resources(settings, services.aws("s3"), services.aws("sqs"))
+
+
+def create_embedded_queues(settings: Settings) -> None:
+    from pipeline.backends.embedded import SqliteQueues
+
+    queues = services.queue_bus()
+    assert isinstance(queues, SqliteQueues)
+    for source, dlq in settings.queue_pairs:
+        queues.create(dlq, None, VISIBILITY_TIMEOUT)
+        sync = source == settings.sync_queue
+        queues.create(source, dlq, SYNC_VISIBILITY_TIMEOUT if sync else VISIBILITY_TIMEOUT, content_dedup=sync)
+
+
+def create_aws_resources(settings: Settings, s3: Any, sqs: Any) -> None:
+    """The bucket and queues on S3 and SQS (moto, or an account of your own with `JSYNC_BACKEND=aws`)."""
     try:
         s3.head_bucket(Bucket=settings.bucket)
     except Exception:

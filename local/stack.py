@@ -1,68 +1,44 @@
-"""Start and stop the whole pipeline on this machine: moto server, git remote, front door, pollers."""
+"""Start and stop the whole pipeline on this machine: the backend, the git remote, the front door, the pollers.
+
+`JSYNC_BACKEND=embedded` (the default): objects and queues in SQLite under `$JSYNC_HOME`, in this process.
+`JSYNC_BACKEND=aws`: S3 and SQS through boto3, with your AWS credentials or `AWS_ENDPOINT_URL` (a moto server).
+"""
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import uvicorn
 from dulwich.repo import Repo
 
 from api.app import create_app
 from local.frontdoor import FrontDoor
-from local.persist import StateDir
 from local.poller import Poller
 from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
 from pipeline import services
 from pipeline.gitstore import redact
-from pipeline.queues import queue_depth
 from pipeline.reconcile import scheduled_run_due
 from pipeline.settings import SecretUnavailable, Settings, get_settings
 
 log = logging.getLogger("jsync.local")
-_SAVE_EVERY = 30.0  # seconds between background saves of S3, so a crash loses little
+_SCHEDULE_EVERY = 30.0  # seconds between looks at whether a scheduled reconcile is due
 _WRITERS = 3
 # A reconcile step can run for minutes; on stop it is told it has this long (enough to save its progress between
 # two Jira calls), then abandoned: the job resumes from what it saved. About what a writer's batch takes to finish.
 _SYNC_STOP_GRACE = 1.0
 
 
-class MotoProcess:
-    """moto's server in a process of its own, so its work runs on the other core, not under our GIL."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"moto could not start on 127.0.0.1:{self.port}; is the port in use?")
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/moto-api/data.json", timeout=1).read()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("moto did not start within 30 s")
-
-    def stop(self) -> None:
-        if self._proc is not None:
-            stop_process(self._proc, grace=10)
+class AlreadyRunning(RuntimeError):
+    """Another local stack holds this `$JSYNC_HOME`."""
 
 
 def stop_process(proc: subprocess.Popen[Any], grace: float) -> None:
@@ -99,21 +75,15 @@ class LocalStack:
             os.environ.update(env)
         home = Path(os.environ.get("JSYNC_HOME", ".jsync")).resolve()
         os.environ["JSYNC_HOME"] = str(home)
-        self.moto_port = int(os.environ.get("JSYNC_MOTO_PORT") or free_port())
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
-        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
-        os.environ["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{self.moto_port}"
         services.reset()
         self.settings: Settings = get_settings()
-        self.state = StateDir(self.settings.home / "state")
         self.retry_delay = retry_delay
-        self._moto = MotoProcess(self.moto_port)
+        self._lock: IO[bytes] | None = None
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
         self.pollers: list[Poller] = []
-        self._saver_stop = threading.Event()
-        self._saver: threading.Thread | None = None
+        self._scheduler_stop = threading.Event()
+        self._scheduler: threading.Thread | None = None
         self._scheduled_at = 0.0
 
     @property
@@ -127,23 +97,21 @@ class LocalStack:
             reconcile_status(self.settings),
         )
 
-    @property
-    def endpoint_file(self) -> Path:
-        return self.settings.home / "endpoint"
-
     def start(self) -> None:
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
-        self._moto.start()
-        # moto's backends are process-wide: start from exactly what was saved, nothing else.
-        urllib.request.urlopen(
-            urllib.request.Request(f"http://127.0.0.1:{self.moto_port}/moto-api/reset", method="POST"), timeout=10
-        ).read()
-        s3, sqs = services.aws("s3"), services.aws("sqs")
-        create_resources(s, s3, sqs)
-        restored = self.state.restore_bucket(s3, s.bucket), self.state.restore_queues(sqs)
-        if any(restored):
-            log.info("restored %d objects and %d queued messages from %s", *restored, self.state.root)
+        self._hold_home()
+        create_resources(s)
+        bus = services.queue_bus()
+        if s.backend == "embedded":
+            from local.migrate import import_moto_state
+            from pipeline.backends.embedded import SqliteQueues
+
+            import_moto_state(s.home, s.bucket, services.objects(), bus)
+            assert isinstance(bus, SqliteQueues)
+            # Whatever a killed run had received is back on its queue at once, not after its visibility timeout.
+            if released := bus.release_in_flight():
+                log.info("%d messages a previous run had in hand are queued again", released)
         _ensure_bare_remote(s)
         from functions import committer, reconcile, writer  # after settings are final: they build clients lazily
 
@@ -152,16 +120,15 @@ class LocalStack:
         consumers.append(("committer", s.commits_queue, committer.lambda_handler))
         locks = {queue: threading.Lock() for _, queue, _ in consumers}
         for name, queue, handler in consumers:
-            url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
-            self.pollers.append(Poller(name, sqs, url, handler, self.retry_delay, receive_lock=locks[queue]))
+            self.pollers.append(Poller(name, bus, queue, handler, self.retry_delay, receive_lock=locks[queue]))
         # One reconcile at a time, as deployed. Its context counts down from the queue's visibility timeout, so
         # the handler stops ~2 min before and continues in a new message; on stop it is abandoned after a short
         # grace: its message goes back to the queue and the job resumes from the progress it saved.
         self.pollers.append(
             Poller(
                 "reconcile",
-                sqs,
-                sqs.get_queue_url(QueueName=s.sync_queue)["QueueUrl"],
+                bus,
+                s.sync_queue,
                 reconcile.lambda_handler,
                 self.retry_delay,
                 timeout=SYNC_VISIBILITY_TIMEOUT,
@@ -181,28 +148,34 @@ class LocalStack:
             if time.monotonic() > deadline or not self._server_thread.is_alive():
                 raise RuntimeError(f"the HTTP server did not start on 127.0.0.1:{s.port}; is the port in use?")
             time.sleep(0.02)
-        self._saver = threading.Thread(target=self._save_periodically, name="saver", daemon=True)
-        self._saver.start()
-        # `make redrive` runs in another process and finds this stack's moto server here; written last, so it
-        # never moves messages that a restore is about to put back.
-        self.endpoint_file.write_text(f"http://127.0.0.1:{self.moto_port}\n")
+        self._scheduler = threading.Thread(target=self._schedule_periodically, name="scheduler", daemon=True)
+        self._scheduler.start()
+
+    def _hold_home(self) -> None:
+        """One stack per `$JSYNC_HOME`: the lock is what lets a starting stack take back every in-flight message.
+        The kernel drops it when the process dies, kill -9 included."""
+        self._lock = (self.settings.home / "jsync.lock").open("wb")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            self._lock = None
+            raise AlreadyRunning(f"another `make run` is using {self.settings.home}; stop it first") from None
 
     def wait_idle(self, timeout: float = 30) -> None:
         """Block until the queues are empty and the pollers have nothing in hand (tests, demo)."""
-        sqs = services.aws("sqs")
+        bus = services.queue_bus()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            busy = sum(queue_depth(sqs, source) for source, _ in self.settings.queue_pairs)
+            busy = sum(bus.depth(source).total for source, _ in self.settings.queue_pairs)
             # Received messages count as in flight, so empty queues and no handler running means done.
             if busy == 0 and not any(p.busy.is_set() for p in self.pollers):
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         raise TimeoutError("the local pipeline did not drain in time")
 
     def stop(self) -> None:
-        """Stop taking webhooks, let the pollers finish their batch, save state, stop moto."""
-        # First, so no redrive starts moving messages while the queues are being saved.
-        self.endpoint_file.unlink(missing_ok=True)
+        """Stop taking webhooks, let the pollers finish their batch (or give it back to its queue)."""
         if self._server:
             self._server.should_exit = True
         if self._server_thread:
@@ -212,30 +185,16 @@ class LocalStack:
             poller.request_stop()
         for poller in self.pollers:
             poller.stop()
-        self._saver_stop.set()
-        if self._saver:
-            self._saver.join(10)
-        s = self.settings
-        s3, sqs = services.aws("s3"), services.aws("sqs")
-        queues = [source for source, _ in s.queue_pairs] + [dlq for _, dlq in s.queue_pairs]
-        try:
-            # Queues first: they hold what is accepted but not yet stored anywhere else.
-            log.info("saved %d queued messages to %s", self.state.save_queues(sqs, queues), self.state.root)
-        except Exception:
-            log.exception("could not save the queues")
-        try:
-            log.info("saved %d changed objects to %s", self.state.save_bucket(s3, s.bucket), self.state.root)
-        except Exception:
-            log.exception("could not save the bucket")
-        self._moto.stop()
+        self._scheduler_stop.set()
+        if self._scheduler:
+            self._scheduler.join(10)
         services.reset()
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
-    def _save_periodically(self) -> None:
-        while not self._saver_stop.wait(_SAVE_EVERY):
-            try:
-                self.state.save_bucket(services.aws("s3"), self.settings.bucket)
-            except Exception:
-                log.exception("background save failed; will try again")
+    def _schedule_periodically(self) -> None:
+        while not self._scheduler_stop.wait(_SCHEDULE_EVERY):
             self._schedule_reconcile()
 
     def _schedule_reconcile(self) -> None:

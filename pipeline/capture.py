@@ -9,8 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
 from pipeline.index import note_project, project_of, record_history, update_indexes
 from pipeline.messages import Change, QueuedEvent
@@ -28,6 +27,7 @@ from pipeline.snapshot import (
     order_of,
 )
 from pipeline.store import (
+    ObjectMissing,
     Store,
     StoreConflict,
     changelog_marker_key,
@@ -75,7 +75,7 @@ def capture(
     try:
         event = parse_event(body, queued.content_type, queued.received_ms)
         return _capture_event(event, queued, store, send_change, now_ms)
-    except (BotoCoreError, ClientError, StoreConflict):
+    except (*UNAVAILABLE, StoreConflict, ObjectMissing):
         raise
     except _UNINTERPRETABLE as exc:
         return _set_aside(queued, store, event.issue_id if event else None, exc, now_ms())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import shutil
 import time
@@ -25,6 +26,8 @@ COMMITTER = b"JSync <jsync@jsync.invalid>"
 _MAX_PACKS = 32
 _EMPTY_TREE = RawTree.build([])
 
+logger = logging.getLogger("jsync.git")
+
 
 class PushRejected(Exception):
     """The remote branch moved since we last saw it; fetch and replay."""
@@ -44,6 +47,18 @@ class Person:
         return f"{clean[0] or 'Unknown'} <{clean[1]}>".encode()
 
 
+def _open_cache(cache_dir: Path) -> Repo:
+    """The cache repository, made anew when it is missing or was left half-made (a process killed mid-init)."""
+    cache_dir.parent.mkdir(parents=True, exist_ok=True)
+    if (cache_dir / "HEAD").exists():
+        try:
+            return Repo(str(cache_dir))
+        except Exception:  # a cache only: the remote holds everything it had
+            logger.warning("git cache %s unreadable; starting it afresh", cache_dir)
+    shutil.rmtree(cache_dir, ignore_errors=True)
+    return Repo.init_bare(str(cache_dir), mkdir=True)
+
+
 class GitStore:
     """A bare cache of the remote branch: stage commits on its tip, push them in one pack."""
 
@@ -53,10 +68,7 @@ class GitStore:
         self._client, self._path = get_transport_and_path(
             remote, username="x-access-token" if token else None, password=token
         )
-        cache_dir.parent.mkdir(parents=True, exist_ok=True)
-        self.repo = (
-            Repo(str(cache_dir)) if (cache_dir / "HEAD").exists() else Repo.init_bare(str(cache_dir), mkdir=True)
-        )
+        self.repo = _open_cache(cache_dir)
         self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
         self._trees: dict[bytes, RawTree] = {}
         self._new_trees: dict[bytes, RawTree] = {}

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.queues import queue_depth
+from pipeline.backends import ObjectStore, QueueBus
 from pipeline.refusals import RECENT_MINUTES, RefusalReport, report
 from pipeline.settings import Settings
 from pipeline.store import UNREADABLE_PREFIX, Store
@@ -42,8 +42,7 @@ class GitProbe:
 
 def run_checks(
     settings: Settings,
-    s3: Any,
-    sqs: Any,
+    bus: QueueBus,
     store: Store,
     git_probe: GitProbe | None,
     now: float | None = None,
@@ -51,9 +50,9 @@ def run_checks(
     """Run every check in parallel; each reports on its own, so one slow part does not hide another."""
     at = time.time() if now is None else now
     checks: dict[str, Callable[[], Check]] = {
-        "storage": lambda: _storage(settings, s3),
-        "queues": lambda: _queues(settings, sqs),
-        "dead_letters": lambda: _dead_letters(settings, sqs),
+        "storage": lambda: _storage(store.objects),
+        "queues": lambda: _queues(settings, bus),
+        "dead_letters": lambda: _dead_letters(settings, bus),
         "git": lambda: _git(store, git_probe),
         "webhook": lambda: _webhook(report(store, at)),
         "set_aside": lambda: _set_aside(store),
@@ -93,18 +92,17 @@ def _set_aside(store: Store) -> Check:
     )
 
 
-def _storage(settings: Settings, s3: Any) -> Check:
-    s3.head_bucket(Bucket=settings.bucket)
-    return Check(True, f"bucket {settings.bucket} reachable")
+def _storage(objects: ObjectStore) -> Check:
+    return Check(True, f"{objects.check()} reachable")
 
 
-def _queues(settings: Settings, sqs: Any) -> Check:
-    depths = {name: queue_depth(sqs, name) for name, _ in settings.queue_pairs}
+def _queues(settings: Settings, bus: QueueBus) -> Check:
+    depths = {name: bus.depth(name).total for name, _ in settings.queue_pairs}
     return Check(True, ", ".join(f"{n}: {d} waiting" for n, d in depths.items()))
 
 
-def _dead_letters(settings: Settings, sqs: Any) -> Check:
-    depths = {name: queue_depth(sqs, name) for _, name in settings.queue_pairs}
+def _dead_letters(settings: Settings, bus: QueueBus) -> Check:
+    depths = {name: bus.depth(name).total for _, name in settings.queue_pairs}
     stuck = {n: d for n, d in depths.items() if d}
     if stuck:
         listed = ", ".join(f"{n}: {d}" for n, d in stuck.items())

@@ -6,8 +6,7 @@ import re
 import time
 from dataclasses import dataclass, replace
 
-from botocore.exceptions import BotoCoreError, ClientError
-
+from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
 from pipeline.messages import QueuedEvent
 from pipeline.payload import event_id_for, file_extension, media_type, message_group, parse_event
@@ -41,7 +40,7 @@ def accept(body: bytes, headers: dict[str, str], settings: Settings, queues: Que
         enqueue(queued, message_group(event), queues, store)
     except StorageUnavailable:
         raise WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.") from None
-    except (BotoCoreError, ClientError):
+    except UNAVAILABLE:
         raise WebhookRejected(
             503, "queue_unavailable", "The events queue is unavailable; retry the delivery."
         ) from None
@@ -74,7 +73,7 @@ def _too_large(body: bytes, store: Store) -> WebhookRejected:
     issue_id = found.group(1).decode()
     try:
         store.put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": "webhook_too_large", "bytes": len(body)})
-    except (BotoCoreError, ClientError):
+    except UNAVAILABLE:
         # Jira does not retry a 413, so the note must be kept: a 503 makes it try again.
         return WebhookRejected(503, "storage_unavailable", "Storage is unavailable; retry the delivery.")
     return WebhookRejected(413, "body_too_large", f"{detail} Issue {issue_id} is queued for the next reconcile.")
@@ -90,7 +89,7 @@ def enqueue(queued: QueuedEvent, group: str, queues: Queues, store: Store) -> No
     if queued.body is not None and len(queued.to_json().encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
         try:
             store.put_raw(queued.raw_key, queued.body, queued.content_type)
-        except (BotoCoreError, ClientError):
+        except UNAVAILABLE:
             raise StorageUnavailable(queued.raw_key) from None
         queued = replace(queued, body=None)
     queues.send_event(queued, group)

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 
+from pipeline.backends import ObjectStore, QueueBus
 from pipeline.queues import Queues
 from pipeline.settings import get_settings
 from pipeline.store import Store
 
 if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
+    from pipeline.backends.embedded import Database
     from pipeline.commits import GitRecords, PushLog
     from pipeline.gitstore import GitStore
 
@@ -31,14 +33,48 @@ def aws(service: str) -> Any:
 
 
 @lru_cache(maxsize=1)
+def database() -> Database:
+    from pipeline.backends.embedded import Database
+
+    return Database(get_settings().database)
+
+
+@lru_cache(maxsize=1)
+def objects() -> ObjectStore:
+    """The object store of the configured backend."""
+    settings = get_settings()
+    if settings.backend == "embedded":
+        from pipeline.backends.embedded import SqliteObjects
+
+        return SqliteObjects(database())
+    from pipeline.backends.aws import S3Objects
+
+    return S3Objects(aws("s3"), settings.bucket)
+
+
+@lru_cache(maxsize=1)
+def queue_bus() -> QueueBus:
+    """The FIFO queues of the configured backend."""
+    settings = get_settings()
+    if settings.backend == "embedded":
+        from pipeline.backends.embedded import SqliteQueues
+
+        return SqliteQueues(database())
+    from pipeline.backends.aws import SqsQueues
+
+    # Move tasks exist on AWS only; against an emulator redrive copies message by message.
+    return SqsQueues(aws("sqs"), use_move_tasks=not settings.aws_endpoint_url)
+
+
+@lru_cache(maxsize=1)
 def store() -> Store:
-    return Store(aws("s3"), get_settings().bucket)
+    return Store(objects())
 
 
 @lru_cache(maxsize=1)
 def queues() -> Queues:
     settings = get_settings()
-    return Queues(aws("sqs"), settings.events_queue, settings.commits_queue, settings.sync_queue)
+    return Queues(queue_bus(), settings.events_queue, settings.commits_queue, settings.sync_queue)
 
 
 @lru_cache(maxsize=1)
@@ -78,5 +114,7 @@ def reset() -> None:
     """Forget every cached object (tests and the local stack change settings between runs)."""
     if git_store.cache_info().currsize:
         git_store().close()
-    for cached in (aws, store, queues, git_store, git_records, push_log, get_settings):
+    if database.cache_info().currsize:
+        database().close()
+    for cached in (aws, database, objects, queue_bus, store, queues, git_store, git_records, push_log, get_settings):
         cached.cache_clear()

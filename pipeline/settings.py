@@ -36,6 +36,12 @@ class Settings:
     secrets: Secrets
     sync_lookback_minutes: int = 30
     sync_every_hours: float = 24.0  # local stack's schedule (deployed: the EventBridge rule); 0 turns it off
+    backend: str = "embedded"  # "embedded": SQLite under home; "aws": S3 and SQS through boto3
+
+    @property
+    def database(self) -> Path:
+        """The embedded backend's one SQLite file."""
+        return self.home / "jsync.db"
 
     @property
     def webhook_secret(self) -> str | None:
@@ -248,7 +254,20 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         secrets=Secrets({k: v for k, v in e.items() if k.startswith("JSYNC_")}, region),
         sync_lookback_minutes=int(e.get("JSYNC_SYNC_LOOKBACK_MINUTES", "30")),
         sync_every_hours=float(e.get("JSYNC_SYNC_EVERY_HOURS", "24")),
+        backend=_backend(e),
     )
+
+
+BACKENDS = ("embedded", "aws")
+
+
+def _backend(e: dict[str, str]) -> str:
+    # A Lambda function is always on AWS, whatever its environment says.
+    default = "aws" if e.get("AWS_LAMBDA_FUNCTION_NAME") else "embedded"
+    backend = (e.get("JSYNC_BACKEND") or default).strip().lower()
+    if backend not in BACKENDS:
+        raise ValueError(f"JSYNC_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")
+    return backend
 
 
 @lru_cache(maxsize=1)

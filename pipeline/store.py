@@ -8,12 +8,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import ClientError
-
+from pipeline.backends import ObjectStore, PreconditionFailed
 from pipeline.keys import ISSUE_ID as _ISSUE_ID
 from pipeline.keys import ISSUE_KEY, PROJECT_KEY
 from pipeline.payload import EVENT_ID_PATTERN, MAX_EVENT_TIME_MS
 from pipeline.snapshot import canonical_json
+
+
+class ObjectMissing(Exception):
+    """An object that must exist (a raw payload queued by reference, a snapshot just claimed) is not there."""
 
 
 class StoreConflict(Exception):
@@ -126,75 +129,54 @@ class Versioned:
 
 
 class Store:
-    """Reads and writes JSync's objects in one bucket."""
+    """Reads and writes JSync's objects through the object-store port (S3 or the embedded store)."""
 
-    def __init__(self, s3: Any, bucket: str) -> None:
-        self.s3 = s3
-        self.bucket = bucket
+    def __init__(self, objects: ObjectStore) -> None:
+        self.objects = objects
 
     def put_raw(self, key: str, body: bytes, content_type: str) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body, ContentType=content_type)
+        self.objects.put(key, body, content_type)
 
     def get_bytes(self, key: str) -> bytes:
-        return bytes(self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read())
+        found = self.objects.get(key)
+        if found is None:
+            raise ObjectMissing(key)
+        return found.body
 
     def put_snapshot(self, key: str, snapshot: dict[str, Any]) -> bool:
         """Write a snapshot once; a retry of the same event keeps the first copy. True if written now."""
         try:
-            self.s3.put_object(
-                Bucket=self.bucket,
-                Key=key,
-                Body=canonical_json(snapshot),
-                ContentType="application/json",
-                IfNoneMatch="*",
-            )
-        except ClientError as exc:
-            if _status(exc) in (412, 409):
-                return False
-            raise
+            self.objects.put(key, canonical_json(snapshot), if_none_match=True)
+        except PreconditionFailed:
+            return False
         return True
 
     def read_json(self, key: str) -> Versioned | None:
-        try:
-            obj = self.s3.get_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if _status(exc) == 404 or _code(exc) in ("NoSuchKey", "404"):
-                return None
-            raise
-        return Versioned(json.loads(obj["Body"].read()), obj["ETag"])
+        found = self.objects.get(key)
+        return Versioned(json.loads(found.body), found.etag) if found else None
 
     def write_json(self, key: str, data: dict[str, Any], expected: Versioned | None) -> None:
         """Compare-and-swap: create only if absent, or replace only the version we read."""
-        condition = {"IfMatch": expected.etag} if expected else {"IfNoneMatch": "*"}
         try:
-            self.s3.put_object(
-                Bucket=self.bucket, Key=key, Body=canonical_json(data), ContentType="application/json", **condition
-            )
-        except ClientError as exc:
-            # 412: someone wrote first; 409: a concurrent conditional write; 404: IfMatch on a deleted key.
-            if _status(exc) in (412, 409, 404):
-                raise StoreConflict(key) from None
-            raise
+            if expected:
+                self.objects.put(key, canonical_json(data), if_match=expected.etag)
+            else:
+                self.objects.put(key, canonical_json(data), if_none_match=True)
+        except PreconditionFailed:
+            raise StoreConflict(key) from None
 
     def put_json(self, key: str, data: dict[str, Any]) -> None:
-        self.s3.put_object(Bucket=self.bucket, Key=key, Body=canonical_json(data), ContentType="application/json")
+        self.objects.put(key, canonical_json(data))
 
     def delete(self, key: str) -> None:
-        self.s3.delete_object(Bucket=self.bucket, Key=key)
+        self.objects.delete(key)
 
     def list_keys(self, prefix: str, start_after: str | None, limit: int) -> tuple[list[str], bool]:
-        """One LIST call: up to `limit` keys after `start_after`, and whether more follow."""
-        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": limit}
-        if start_after:
-            args["StartAfter"] = start_after
-        page = self.s3.list_objects_v2(**args)
-        return [item["Key"] for item in page.get("Contents", [])], bool(page.get("IsTruncated"))
+        """Up to `limit` keys after `start_after`, and whether more follow."""
+        return self.objects.list_keys(prefix, start_after, limit)
 
     def list_folders(self, prefix: str) -> list[str]:
-        folders: list[str] = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix, Delimiter="/"):
-            folders += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
-        return folders
+        return self.objects.folders(prefix)
 
     def claim(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
         """Write `data` unless the key exists; either way return what the key holds now (the first claim wins)."""
@@ -210,16 +192,15 @@ class Store:
     def recorded_entries(self, issue_id: str) -> set[str]:
         """The changelog ids (and `created`) captured for an issue, by webhook or reconcile."""
         prefix = changelog_prefix(issue_id)
-        entries: set[str] = set()
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            entries |= {item["Key"][len(prefix) :].removesuffix(".json") for item in page.get("Contents", [])}
-        return entries
+        return {key[len(prefix) :].removesuffix(".json") for key in self.all_keys(prefix)}
 
     def all_keys(self, prefix: str) -> list[str]:
         keys: list[str] = []
-        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-            keys += [item["Key"] for item in page.get("Contents", [])]
-        return keys
+        while True:
+            page, more = self.objects.list_keys(prefix, keys[-1] if keys else None, 1000)
+            keys += page
+            if not more:
+                return keys
 
     def latest(self, issue_id: str) -> Versioned | None:
         return self.read_json(latest_key(issue_id))
@@ -244,14 +225,6 @@ class Store:
 
     def put_push_record(self, record: dict[str, Any]) -> None:
         self.put_json(PUSH_RECORD_KEY, record)
-
-
-def _status(exc: ClientError) -> int:
-    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-
-
-def _code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 # --- operations records (issue 11): what health reports about deliveries and pushes --------------------------

@@ -18,7 +18,7 @@ from pipeline.settings import Settings, get_settings
 from tests.fakejira import FakeJira, JiraModel
 from tests.harness import Pipeline
 
-_CLEAN = ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_TOKEN", "JSYNC_PORT", "JSYNC_MOTO_PORT")
+_CLEAN = ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_TOKEN", "JSYNC_PORT")
 
 
 @pytest.fixture(scope="session")
@@ -50,12 +50,13 @@ def fresh_environment(endpoint: str, root: Path, monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("JSYNC_BACKEND", "aws")
     monkeypatch.setenv("JSYNC_HOME", str(root / "home"))
     monkeypatch.setenv("JSYNC_GIT_REMOTE", str(init_bare(root / "remote.git")))
     monkeypatch.setenv("JSYNC_GIT_CACHE", str(root / "cache.git"))
     services.reset()
     settings = get_settings()
-    create_resources(settings, services.aws("s3"), services.aws("sqs"))
+    create_resources(settings)
     return settings
 
 
@@ -81,7 +82,7 @@ def stack_env(home: Path) -> dict[str, str]:
 
 @pytest.fixture
 def stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    for name in ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL"):
+    for name in ("JSYNC_WEBHOOK_SECRET", "JSYNC_API_KEYS", "JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL", "JSYNC_BACKEND"):
         monkeypatch.delenv(name, raising=False)
     for k, v in stack_env(tmp_path / "home").items():
         monkeypatch.setenv(k, v)

@@ -1,4 +1,5 @@
-"""Drive the real handlers against a moto server and a real bare git repository, deterministically."""
+"""Drive the real handlers against a backend (moto server or embedded) and a real bare git repository,
+deterministically."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from dulwich.repo import Repo
 from functions import committer, ingest, reconcile, writer
 from local.poller import Poller
 from pipeline import jobs, services
-from pipeline.queues import queue_depth
 from pipeline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -124,12 +124,11 @@ class Pipeline:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        sqs = services.aws("sqs")
-        url = lambda name: sqs.get_queue_url(QueueName=name)["QueueUrl"]  # noqa: E731
-        self.writer = Poller("writer", sqs, url(settings.events_queue), writer.lambda_handler, retry_delay=0)
-        self.committer = Poller("committer", sqs, url(settings.commits_queue), committer.lambda_handler, retry_delay=0)
+        bus = services.queue_bus()
+        self.writer = Poller("writer", bus, settings.events_queue, writer.lambda_handler, retry_delay=0)
+        self.committer = Poller("committer", bus, settings.commits_queue, committer.lambda_handler, retry_delay=0)
         self.reconciler = Poller(
-            "reconcile", sqs, url(settings.sync_queue), reconcile.lambda_handler, retry_delay=0, timeout=900
+            "reconcile", bus, settings.sync_queue, reconcile.lambda_handler, retry_delay=0, timeout=900
         )
 
     def deliver(
@@ -161,8 +160,8 @@ class Pipeline:
         return found
 
     def depth(self, *names: str) -> int:
-        sqs = services.aws("sqs")
-        return sum(queue_depth(sqs, name) for name in names or [source for source, _ in self.settings.queue_pairs])
+        bus = services.queue_bus()
+        return sum(bus.depth(name).total for name in names or [source for source, _ in self.settings.queue_pairs])
 
     # --- reading what was stored -----------------------------------------------------------------
     def latest(self, issue_id: str) -> dict[str, Any] | None:
@@ -170,9 +169,7 @@ class Pipeline:
         return found.data if found else None
 
     def keys(self, prefix: str) -> list[str]:
-        s3 = services.aws("s3")
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=self.settings.bucket, Prefix=prefix)
-        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+        return sorted(services.store().all_keys(prefix))
 
     def commits(self) -> list[Commit]:
         return remote_commits(self.settings.git_remote, self.settings.git_branch)

@@ -6,12 +6,12 @@ import time
 from datetime import datetime
 from typing import Annotated, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 
 from api.models import SyncAccepted, SyncJob, SyncRequest, errors
 from pipeline import jobs, services
+from pipeline.backends import UNAVAILABLE
 from pipeline.errors import JSyncError
 from pipeline.jira import project_clause
 from pipeline.settings import get_settings
@@ -56,7 +56,7 @@ def _enqueue(job: dict[str, Any]) -> dict[str, str]:
     try:
         jobs.create(services.store(), job)
         services.queues().send_sync({"job_id": job["job_id"], "step": 0})
-    except (BotoCoreError, ClientError):
+    except UNAVAILABLE:
         raise JSyncError(503, "queue_unavailable", "The reconcile job could not be queued; try again.") from None
     return {"job_id": job["job_id"], "state": job["state"]}
 

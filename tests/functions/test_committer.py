@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from functions import committer
-from local.poller import LocalContext, sqs_record
+from local.poller import LocalContext
 from local.resources import MAX_RECEIVE_COUNT
 from local.stack import free_port
 from pipeline import services
+from pipeline.backends.aws import received
 from pipeline.gitstore import GitStore
 from pipeline.messages import Change
 from pipeline.settings import Settings
@@ -83,7 +84,7 @@ def change_records(pipeline: Pipeline, deliveries: list[tuple[str, str]]) -> lis
     messages = receive_all(_url(queue), delete=True)
     assert len(messages) == len(deliveries), "every delivery should advance its issue"
     arn = _arn(queue)
-    return [sqs_record(m, arn) for m in messages]
+    return [received(m).lambda_record(arn) for m in messages]
 
 
 def event_ids(records: list[dict[str, Any]]) -> list[str]:

@@ -46,7 +46,7 @@ def test_a_step_still_running_after_the_grace_is_abandoned_and_its_message_goes_
         release.wait(30)  # a Jira call that takes its time, ignoring the clock
         return {"batchItemFailures": []}
 
-    poller = Poller("reconcile", sqs, url, stuck, timeout=660, stop_grace=0.3)
+    poller = Poller("reconcile", services.queue_bus(), settings.sync_queue, stuck, timeout=660, stop_grace=0.3)
     poller.start()
     assert entered.wait(10)
     started = time.monotonic()
@@ -77,7 +77,7 @@ def test_a_step_watching_its_clock_is_told_to_wrap_up_and_finishes_within_the_gr
         sqs.send_message(QueueUrl=url, MessageBody=CONTINUATION, MessageGroupId="reconcile")
         return {"batchItemFailures": []}
 
-    poller = Poller("reconcile", sqs, url, careful, timeout=660, stop_grace=5)
+    poller = Poller("reconcile", services.queue_bus(), settings.sync_queue, careful, timeout=660, stop_grace=5)
     poller.start()
     assert entered.wait(10)
     started = time.monotonic()

@@ -1,10 +1,11 @@
-"""The local stack over real HTTP: uvicorn front door, moto server, pollers, a bare git remote, restarts, signals."""
+"""The local stack over real HTTP: uvicorn front door, embedded backend, pollers, a bare git remote, restarts."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -41,9 +42,7 @@ def test_webhooks_over_http_end_in_s3_and_git(stack: LocalStack) -> None:
     stack.wait_idle()
     elapsed = time.monotonic() - started
     # Then both are snapshots in S3 and commits on the bare remote
-    s3 = services.aws("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=stack.settings.bucket, Prefix="snapshots/")["Contents"]]
-    assert len(keys) == 2
+    assert len(services.store().all_keys("snapshots/")) == 2
     commits = remote_commits(stack.settings.git_remote, "main")
     assert [c.trailers["Jira-Event-Id"] for c in commits] == ["h-2", "h-1"]
     doc = json.loads(remote_file(stack.settings.git_remote, "main", "issues/OPS/OPS-17.json") or b"{}")
@@ -92,24 +91,12 @@ def test_signed_webhooks_when_a_secret_is_set(tmp_path: Path, monkeypatch: pytes
         services.reset()
 
 
-def queue_attributes(name: str) -> dict[str, str]:
-    sqs = services.aws("sqs")
-    url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
-    return dict(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"])
-
-
 def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in stack_env(tmp_path / "home").items():
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("JSYNC_GIT_REMOTE")
     first = LocalStack()
     first.start()
-    # The sync queue is there for reconcile, as deployed: FIFO, deduplicated by content, hidden long enough for a
-    # 600 s step, dead-lettering after 5 receives into its FIFO DLQ (moto keeps no RedriveAllowPolicy to check)
-    sync, dlq = queue_attributes(first.settings.sync_queue), queue_attributes(first.settings.sync_dlq)
-    assert sync["FifoQueue"] == "true" and sync["ContentBasedDeduplication"] == "true"
-    assert sync["VisibilityTimeout"] == "660" and dlq["FifoQueue"] == "true"
-    assert json.loads(sync["RedrivePolicy"]) == {"deadLetterTargetArn": dlq["QueueArn"], "maxReceiveCount": 5}
     post(first, "issue_created.json", "p-1")
     first.wait_idle()
     # A webhook accepted just before the stop stays queued across it
@@ -117,7 +104,7 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         if poller.name.startswith("writer"):
             poller.stop()
     assert post(first, "issue_updated.json", "p-2").status_code == 202
-    # And a reconcile step that is still running is abandoned at the stop, its message saved with the queues
+    # And a reconcile step that is still running is abandoned at the stop, its message back on its queue
     (reconcile,) = [p for p in first.pollers if p.name == "reconcile"]
     entered, release = threading.Event(), threading.Event()
 
@@ -134,13 +121,12 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     first.stop()
     took = time.monotonic() - stopping
     release.set()
-    services.reset()
     print(f"stop with a reconcile step running took {took:.2f}s")
     assert took < 10
-    saved = [json.loads(line) for line in first.state.queues_file.read_text().splitlines()]
-    assert [(json.loads(m["body"]), m["group"]) for m in saved if m["queue"] == first.settings.sync_queue] == [
-        (step, "reconcile")
-    ]
+    bus = services.queue_bus()
+    assert bus.depth(first.settings.sync_queue).waiting == 1
+    assert bus.depth(first.settings.events_queue).waiting == 1
+    services.reset()
 
     second = LocalStack()
     started = time.monotonic()
@@ -159,6 +145,13 @@ def test_state_survives_a_restart(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     finally:
         second.stop()
         services.reset()
+
+
+def test_a_second_stack_on_the_same_home_is_refused(stack: LocalStack) -> None:
+    from local.stack import AlreadyRunning
+
+    with pytest.raises(AlreadyRunning, match="another `make run`"):
+        LocalStack().start()
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -205,7 +198,8 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
             proc.kill()
         reader.join(5)
     assert token not in "".join(lines)
-    # The event accepted before the signal is stored: in S3 state on disk, or committed.
+    # The event accepted before the signal is stored: committed, or still on its queue in the SQLite file.
     home = tmp_path / "home"
-    assert (home / "state" / "s3-manifest.json").exists()
-    assert remote_commits(str(home / "remote.git"), "main") or (home / "state" / "sqs.jsonl").exists()
+    with sqlite3.connect(home / "jsync.db") as db:
+        (queued,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
+    assert remote_commits(str(home / "remote.git"), "main") or queued

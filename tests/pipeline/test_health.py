@@ -26,7 +26,7 @@ TOKEN = "ghp_JSYNC-HEALTH-TOKEN-0c4e2a"
 
 
 def checks_now(settings: Settings, probe: GitProbe | None = None) -> dict[str, Check]:
-    return run_checks(settings, services.aws("s3"), services.aws("sqs"), services.store(), probe)
+    return run_checks(settings, services.queue_bus(), services.store(), probe)
 
 
 def local_probe(settings: Settings) -> GitProbe:
@@ -169,7 +169,7 @@ def test_the_push_record_never_holds_the_token(pipeline: Pipeline, monkeypatch: 
     assert record is not None and record.data["ok"] is False
     assert TOKEN not in json.dumps(record.data) and TOKEN[-8:] not in json.dumps(record.data)
     # and health shows it without reading any secret
-    checks = run_checks(services.get_settings(), services.aws("s3"), services.aws("sqs"), services.store(), None)
+    checks = run_checks(services.get_settings(), services.queue_bus(), services.store(), None)
     assert not checks["git"].ok and TOKEN not in checks["git"].detail
 
 

@@ -1,0 +1,337 @@
+"""The embedded backend: objects and FIFO queues in one SQLite file under `$JSYNC_HOME`, no server.
+
+What it guarantees, the same as S3 and SQS do for the pipeline:
+- Every call that writes (a put, a send, a receive, a delete) is one SQLite transaction in WAL mode with
+  `synchronous=FULL`: committed and fsynced when it returns, so a 202 sent after `send` survives kill -9 and a
+  power cut alike. A transaction cut short by a crash leaves nothing behind.
+- Conditional puts and receives run under `BEGIN IMMEDIATE`, SQLite's write lock across threads and processes:
+  exactly one of racing writers wins a compare-and-swap, and no two receivers ever hold one message group.
+- Queues: order within a group; a group with a message in flight is held; a deduplication id drops a repeat for
+  5 minutes (also after the first copy is deleted); a message received a 6th time moves to the dead-letter queue
+  with its group; redrive moves it back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, StoredObject
+
+DEDUP_WINDOW_MS = 5 * 60 * 1000
+MAX_RECEIVE_COUNT = 5
+_TOP = "\U0010ffff"  # above every character a key can hold: the end of a prefix's range
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    key TEXT PRIMARY KEY, body BLOB NOT NULL, etag TEXT NOT NULL, content_type TEXT NOT NULL, modified_ms INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS queues (
+    name TEXT PRIMARY KEY, dlq TEXT, visibility_timeout INTEGER NOT NULL, content_dedup INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue TEXT NOT NULL, message_id TEXT NOT NULL, grp TEXT NOT NULL, dedup_id TEXT NOT NULL, body TEXT NOT NULL,
+    attributes TEXT NOT NULL, sent_ms INTEGER NOT NULL, visible_at_ms INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT, receive_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
+CREATE INDEX IF NOT EXISTS messages_in_flight ON messages (queue, visible_at_ms);
+CREATE TABLE IF NOT EXISTS dedup (
+    queue TEXT NOT NULL, dedup_id TEXT NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)
+) WITHOUT ROWID;
+"""
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Database:
+    """One SQLite file; a connection per thread (sqlite3 connections are not shared between threads)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self.write() as db:
+            db.executescript(_SCHEMA) if False else None
+        self.connection().executescript(_SCHEMA)
+        self.changed = threading.Condition()  # notified after each send in this process, so pollers wake at once
+
+    def connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self._local.conn = conn
+        return conn
+
+    def write(self) -> _Transaction:
+        return _Transaction(self.connection())
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on an exception: the write lock for the whole block."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _etag(body: bytes) -> str:
+    return f'"{hashlib.md5(body, usedforsecurity=False).hexdigest()}"'
+
+
+class SqliteObjects:
+    """The object store on the `objects` table."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def put(
+        self,
+        key: str,
+        body: bytes,
+        content_type: str = "application/json",
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> str:
+        etag = _etag(body)
+        with self.db.write() as db:
+            if if_match is not None or if_none_match:
+                row = db.execute("SELECT etag FROM objects WHERE key = ?", (key,)).fetchone()
+                if if_none_match and row is not None:
+                    raise PreconditionFailed(key)
+                if if_match is not None and (row is None or row[0] != if_match):
+                    raise PreconditionFailed(key)
+            db.execute(
+                "INSERT OR REPLACE INTO objects (key, body, etag, content_type, modified_ms) VALUES (?, ?, ?, ?, ?)",
+                (key, body, etag, content_type, _now_ms()),
+            )
+        return etag
+
+    def get(self, key: str) -> StoredObject | None:
+        row = (
+            self.db.connection()
+            .execute("SELECT body, etag, content_type FROM objects WHERE key = ?", (key,))
+            .fetchone()
+        )
+        return StoredObject(bytes(row[0]), row[1], row[2]) if row else None
+
+    def delete(self, key: str) -> None:
+        with self.db.write() as db:
+            db.execute("DELETE FROM objects WHERE key = ?", (key,))
+
+    def list_keys(self, prefix: str, start_after: str | None = None, limit: int = 1000) -> tuple[list[str], bool]:
+        rows = (
+            self.db.connection()
+            .execute(
+                "SELECT key FROM objects WHERE key >= ? AND key > ? AND key < ? ORDER BY key LIMIT ?",
+                (prefix, start_after or "", prefix + _TOP, limit + 1),
+            )
+            .fetchall()
+        )
+        keys = [r[0] for r in rows]
+        return keys[:limit], len(keys) > limit
+
+    def folders(self, prefix: str) -> list[str]:
+        # Skip from one folder to the next instead of reading every key below them.
+        found: list[str] = []
+        after = prefix
+        conn = self.db.connection()
+        while True:
+            row = conn.execute(
+                "SELECT key FROM objects WHERE key > ? AND key < ? ORDER BY key LIMIT 1", (after, prefix + _TOP)
+            ).fetchone()
+            if row is None:
+                return found
+            rest = row[0][len(prefix) :]
+            if "/" not in rest:
+                after = row[0]
+                continue
+            folder = prefix + rest.split("/", 1)[0] + "/"
+            found.append(folder)
+            after = folder + _TOP
+
+    def check(self) -> str:
+        self.db.connection().execute("SELECT 1 FROM objects LIMIT 1").fetchall()
+        return f"embedded store {self.db.path}"
+
+
+class SqliteQueues:
+    """FIFO queues on the `messages` table; each queue's settings in `queues`."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # --- set-up -----------------------------------------------------------------------------------------------
+    def create(self, name: str, dlq: str | None, visibility_timeout: int, content_dedup: bool = False) -> None:
+        with self.db.write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO queues (name, dlq, visibility_timeout, content_dedup) VALUES (?, ?, ?, ?)",
+                (name, dlq, visibility_timeout, int(content_dedup)),
+            )
+
+    def release_in_flight(self) -> int:
+        """Make every received message visible again: called at start, when no other process can hold one
+        (the local stack holds `$JSYNC_HOME`'s lock), so they are what a killed run left in hand."""
+        with self.db.write() as db:
+            return db.execute("UPDATE messages SET visible_at_ms = 0, receipt = NULL WHERE visible_at_ms > 0").rowcount
+
+    # --- the port ---------------------------------------------------------------------------------------------
+    def send(self, queue: str, messages: list[Outgoing]) -> None:
+        if not 1 <= len(messages) <= 10:
+            raise ValueError("send takes 1 to 10 messages, as SQS's SendMessageBatch")
+        now = _now_ms()
+        with self.db.write() as db:
+            _, _, content_dedup = self._queue(db, queue)
+            db.execute("DELETE FROM dedup WHERE queue = ? AND expires_ms <= ?", (queue, now))
+            for m in messages:
+                dedup = m.dedup_id or (hashlib.sha256(m.body.encode()).hexdigest() if content_dedup else None)
+                if not dedup:
+                    raise ValueError(f"queue {queue} needs a deduplication id (it does not deduplicate by content)")
+                if not m.group:
+                    raise ValueError("a FIFO message needs a message group")
+                taken = db.execute(
+                    "INSERT OR IGNORE INTO dedup (queue, dedup_id, expires_ms) VALUES (?, ?, ?)",
+                    (queue, dedup, now + DEDUP_WINDOW_MS),
+                ).rowcount
+                if not taken:
+                    continue  # a repeat within 5 minutes: accepted, and dropped, as SQS does
+                db.execute(
+                    "INSERT INTO messages (queue, message_id, grp, dedup_id, body, attributes, sent_ms)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (queue, str(uuid.uuid4()), m.group, dedup, m.body, json.dumps(m.attributes), now),
+                )
+        with self.db.changed:
+            self.db.changed.notify_all()
+
+    def receive(self, queue: str, max_messages: int = 10, visibility_timeout: int | None = None) -> list[Received]:
+        if not 1 <= max_messages <= 10:
+            raise ValueError("receive takes 1 to 10 messages, as SQS")
+        now = _now_ms()
+        out: list[Received] = []
+        with self.db.write() as db:
+            dlq, timeout, _ = self._queue(db, queue)
+            timeout = timeout if visibility_timeout is None else visibility_timeout
+            # Groups with a message in flight are held; the rest give their oldest messages, in order.
+            rows = db.execute(
+                "SELECT seq, message_id, grp, dedup_id, body, attributes, sent_ms, receive_count FROM messages"
+                " WHERE queue = ? AND grp NOT IN"
+                " (SELECT grp FROM messages WHERE queue = ? AND visible_at_ms > ?)"
+                " ORDER BY seq LIMIT ?",
+                (queue, queue, now, max_messages),
+            ).fetchall()
+            moved_groups: set[str] = set()
+            for seq, message_id, grp, dedup_id, body, attributes, sent_ms, count in rows:
+                if grp in moved_groups:
+                    continue  # the head of its group went to the DLQ: the rest waits for the next receive
+                if dlq and count >= MAX_RECEIVE_COUNT:
+                    _move(db, seq, dlq)
+                    moved_groups.add(grp)
+                    continue
+                receipt = uuid.uuid4().hex
+                db.execute(
+                    "UPDATE messages SET visible_at_ms = ?, receipt = ?, receive_count = receive_count + 1"
+                    " WHERE seq = ?",
+                    (now + timeout * 1000, receipt, seq),
+                )
+                out.append(
+                    Received(
+                        message_id,
+                        receipt,
+                        body,
+                        grp,
+                        dedup_id,
+                        count + 1,
+                        sent_ms,
+                        f"{seq:020d}",
+                        json.loads(attributes),
+                    )
+                )
+        return out
+
+    def delete(self, queue: str, receipts: list[str]) -> None:
+        # A receipt from before the message became visible again deletes nothing: its new holder owns it.
+        with self.db.write() as db:
+            db.executemany("DELETE FROM messages WHERE queue = ? AND receipt = ?", [(queue, r) for r in receipts])
+
+    def change_visibility(self, queue: str, receipt: str, seconds: int) -> None:
+        with self.db.write() as db:
+            db.execute(
+                "UPDATE messages SET visible_at_ms = ?, receipt = CASE WHEN ? = 0 THEN NULL ELSE receipt END"
+                " WHERE queue = ? AND receipt = ?",
+                (_now_ms() + seconds * 1000 if seconds else 0, seconds, queue, receipt),
+            )
+        if seconds == 0:
+            with self.db.changed:
+                self.db.changed.notify_all()
+
+    def depth(self, queue: str) -> Depth:
+        waiting, in_flight = (
+            self.db.connection()
+            .execute(
+                "SELECT COALESCE(SUM(visible_at_ms <= ?), 0), COALESCE(SUM(visible_at_ms > ?), 0)"
+                " FROM messages WHERE queue = ?",
+                (_now_ms(), _now_ms(), queue),
+            )
+            .fetchone()
+        )
+        return Depth(int(waiting), int(in_flight))
+
+    def arn(self, queue: str) -> str:
+        return f"arn:aws:sqs:local:000000000000:{queue}"
+
+    def redrive(self, dlq: str, source: str) -> int:
+        with self.db.write() as db:
+            self._queue(db, source)
+            rows = db.execute("SELECT seq FROM messages WHERE queue = ? ORDER BY seq", (dlq,)).fetchall()
+            for (seq,) in rows:
+                _move(db, seq, source)
+        with self.db.changed:
+            self.db.changed.notify_all()
+        return len(rows)
+
+    def wait(self, queue: str, seconds: float) -> None:
+        with self.db.changed:
+            self.db.changed.wait(seconds)
+
+    def _queue(self, db: sqlite3.Connection, name: str) -> tuple[str | None, int, bool]:
+        row = db.execute("SELECT dlq, visibility_timeout, content_dedup FROM queues WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise QueueMissing(f"queue {name} does not exist")
+        return row[0], int(row[1]), bool(row[2])
+
+
+def _move(db: sqlite3.Connection, seq: int, queue: str) -> None:
+    """Put a message at the back of `queue` (a new place in its order), visible, never received there."""
+    db.execute(
+        "INSERT INTO messages (queue, message_id, grp, dedup_id, body, attributes, sent_ms)"
+        " SELECT ?, message_id, grp, dedup_id, body, attributes, sent_ms FROM messages WHERE seq = ?",
+        (queue, seq),
+    )
+    db.execute("DELETE FROM messages WHERE seq = ?", (seq,))
+
+
+class QueueMissing(sqlite3.Error):
+    """Sent to or received from a queue never created (counts as unavailable, as SQS's NonExistentQueue)."""

@@ -1,0 +1,207 @@
+"""`make run` as a user meets it: webhooks flowing while the whole process group is killed (SIGKILL) or stopped
+(SIGINT, as a terminal's Ctrl-C sends it), then started again. Every change that got a 202 ends up captured
+once: in history, in `latest/` and in git, with no commit twice."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from local.stack import free_port
+from tests.harness import fixture_json, remote_commits
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = fixture_json("issue_updated.json")
+ISSUES = 12
+
+
+def event(issue: int, version: int) -> tuple[str, bytes]:
+    """Version `version` of issue `issue`: a later timestamp and a new summary, so each one is a change."""
+    payload = copy.deepcopy(BASE)
+    payload["timestamp"] = 1764000000000 + version * 1000
+    payload["issue"]["id"] = str(40000 + issue)
+    payload["issue"]["key"] = f"DUR-{issue + 1}"
+    payload["issue"]["fields"]["summary"] = f"issue {issue} version {version}"
+    payload["changelog"] = {"id": str(70000 + version), "items": []}
+    return f"dur-{issue}-{version}", json.dumps(payload).encode()
+
+
+class Stack:
+    """`python -m local` in a session of its own, so signals reach its whole process group, as from a terminal."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.url = f"http://127.0.0.1:{env['JSYNC_PORT']}"
+        self.proc: subprocess.Popen[str] | None = None
+        self.output: list[str] = []
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "local"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc is not None and self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.output.append(line)
+                if "backend:" in line:
+                    ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert ready.wait(60), "".join(self.output[-40:])
+
+    def signal_group(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        os.killpg(self.proc.pid, sig)
+        return self.proc.wait(60)
+
+
+@dataclass
+class Sender:
+    """Posts each issue's versions in order, as Jira does; a delivery without an answer is sent again later."""
+
+    url: str
+    versions: int
+    accepted: set[str] = field(default_factory=set)
+    next_version: dict[int, int] = field(default_factory=lambda: dict.fromkeys(range(ISSUES), 0))
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(timeout=5) as client:
+            while not self.stop.is_set() and not self.done:
+                for issue in range(ISSUES):
+                    version = self.next_version[issue]
+                    if version >= self.versions:
+                        continue
+                    identifier, body = event(issue, version)
+                    try:
+                        r = client.post(
+                            f"{self.url}/webhook",
+                            content=body,
+                            headers={"content-type": "application/json", "x-atlassian-webhook-identifier": identifier},
+                        )
+                    except httpx.HTTPError:
+                        return  # the stack is gone; the next run sends this delivery again
+                    if r.status_code == 202:
+                        self.accepted.add(identifier)
+                        self.next_version[issue] = version + 1
+                    elif r.status_code != 503:
+                        raise AssertionError(f"{identifier}: {r.status_code} {r.text}")
+
+    @property
+    def done(self) -> bool:
+        return all(v >= self.versions for v in self.next_version.values())
+
+
+def drain(stack: Stack, home: Path, timeout: float = 120) -> None:
+    """Wait until nothing waits or is in flight on the events and commits queues (read from the SQLite file)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(home / "jsync.db", timeout=30) as db:
+            (left,) = db.execute(
+                "SELECT COUNT(*) FROM messages WHERE queue IN ('jsync-local-events.fifo', 'jsync-local-commits.fifo')"
+            ).fetchone()
+        if left == 0:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not drained: {''.join(stack.output[-30:])}")
+
+
+def verify(home: Path, accepted: set[str], versions: int) -> None:
+    """Each accepted change once in the snapshots and history index, git holds each once, latest is the newest."""
+    with sqlite3.connect(home / "jsync.db") as db:
+        keys = [k for (k,) in db.execute("SELECT key FROM objects ORDER BY key")]
+        latest = {
+            k: json.loads(body) for k, body in db.execute("SELECT key, body FROM objects WHERE key LIKE 'latest/%'")
+        }
+    snapshots = [k.rsplit("-", 1)[0].rsplit("/", 1)[-1] for k in keys if k.startswith("snapshots/")]
+    stored = {k.split("/")[-1].removesuffix(".json").split("-", 1)[1] for k in keys if k.startswith("snapshots/")}
+    assert accepted <= stored, f"lost: {sorted(accepted - stored)[:10]}"
+    assert len(snapshots) == len(stored)
+    history = [k for k in keys if k.startswith("index/history/")]
+    assert len(history) == len(stored), "one history item per captured change"
+    commits = remote_commits(str(home / "remote.git"), "main")
+    ids = [c.trailers["Jira-Event-Id"] for c in commits]
+    assert len(ids) == len(set(ids)), "a change committed twice"
+    assert accepted <= set(ids), f"not in git: {sorted(accepted - set(ids))[:10]}"
+    for issue in range(ISSUES):
+        doc = latest[f"latest/{40000 + issue}.json"]
+        assert doc["issue"]["fields"]["summary"] == f"issue {issue} version {versions - 1}"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JSYNC_", "AWS_"))}
+    env.update(JSYNC_HOME=str(tmp_path / "home"), JSYNC_PORT=str(free_port()))
+    yield env
+
+
+def run_until_done(stack: Stack, sender: Sender, home: Path) -> None:
+    stack.start()
+    thread = threading.Thread(target=sender.run)
+    thread.start()
+    thread.join(120)
+    assert sender.done
+    drain(stack, home)
+    assert stack.signal_group(signal.SIGINT) == 0, "".join(stack.output[-30:])
+
+
+def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing(env: dict[str, str]) -> None:
+    home, rng, versions = Path(env["JSYNC_HOME"]), random.Random(12), 8
+    sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
+    stack = Stack(env)
+    kills = 0
+    while kills < 4 and not sender.done:
+        stack.start()
+        sender.stop.clear()
+        thread = threading.Thread(target=sender.run)
+        thread.start()
+        time.sleep(rng.uniform(0.05, 0.8))
+        stack.signal_group(signal.SIGKILL)
+        kills += 1
+        thread.join(30)
+    print(f"{kills} kills, {len(sender.accepted)} accepted before the last restart")
+    run_until_done(stack, sender, home)
+    verify(home, sender.accepted, versions)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_to_the_process_group_mid_load_stops_in_seconds_and_loses_nothing(
+    env: dict[str, str], sig: signal.Signals
+) -> None:
+    home, versions = Path(env["JSYNC_HOME"]), 6
+    sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
+    stack = Stack(env)
+    stack.start()
+    thread = threading.Thread(target=sender.run)
+    thread.start()
+    time.sleep(0.5)
+    stopping = time.monotonic()
+    assert stack.signal_group(sig) == 0, "".join(stack.output[-30:])
+    took = time.monotonic() - stopping
+    thread.join(30)
+    print(f"stopped in {took:.2f}s with {len(sender.accepted)} accepted")
+    assert took < 15
+    run_until_done(stack, sender, home)
+    verify(home, sender.accepted, versions)
