@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
 
 from pipeline import services
-from pipeline.backends import UNAVAILABLE, QueueBus
-from pipeline.backends.aws import RedriveError
+from pipeline.backends import UNAVAILABLE, QueueBus, RedriveError
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
 from pipeline.settings import Settings, get_settings

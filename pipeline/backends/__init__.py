@@ -17,6 +17,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 UNAVAILABLE: tuple[type[Exception], ...] = (BotoCoreError, ClientError, sqlite3.Error)
 
 
+class RedriveError(Exception):
+    """A queue could not be redriven completely; the message says why and what is left."""
+
+
 class PreconditionFailed(Exception):
     """A conditional write lost: the key exists (`if_none_match`), or holds another version than `if_match`."""
 

@@ -13,16 +13,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, StoredObject
+from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, RedriveError, StoredObject
 
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
 _DONE = {"COMPLETED", "FAILED", "CANCELLED"}
 _NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-
-
-class RedriveError(Exception):
-    """A queue could not be redriven completely; the message says why and what is left."""
 
 
 def status(exc: ClientError) -> int:
@@ -191,8 +187,9 @@ class SqsQueues:
         if self.depth(dlq).waiting == 0:
             return 0
         dlq_arn = self.arn(dlq)
+        started_ms = time.time() * 1000
         self.sqs.start_message_move_task(SourceArn=dlq_arn, DestinationArn=self.arn(source))
-        task = self._wait_for_task(dlq, dlq_arn, poll_seconds)
+        task = self._wait_for_task(dlq, dlq_arn, poll_seconds, started_ms)
         moved = int(task.get("ApproximateNumberOfMessagesMoved", 0))
         if task["Status"] == "FAILED":
             reason = task.get("FailureReason", "no reason given")
@@ -201,12 +198,14 @@ class SqsQueues:
             raise RedriveError(f"move task from {dlq} to {source} was cancelled after moving {moved}")
         return moved
 
-    def _wait_for_task(self, dlq: str, dlq_arn: str, poll_seconds: float) -> dict[str, Any]:
+    def _wait_for_task(self, dlq: str, dlq_arn: str, poll_seconds: float, started_ms: float) -> dict[str, Any]:
         """Poll the newest move task of the DLQ (only one can run per queue, so it is ours) until it ends."""
         shown = ""
         while True:
             results = self.sqs.list_message_move_tasks(SourceArn=dlq_arn, MaxResults=1)["Results"]
-            if not results:  # a task just started may not be listed yet
+            # A task just started may not be listed yet, and an older finished one is not ours (a minute of slack
+            # for clocks apart).
+            if not results or int(results[0].get("StartedTimestamp", started_ms)) < started_ms - 60_000:
                 time.sleep(poll_seconds)
                 continue
             task: dict[str, Any] = results[0]

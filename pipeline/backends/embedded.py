@@ -21,7 +21,7 @@ import time
 import uuid
 from pathlib import Path
 
-from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, StoredObject
+from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, RedriveError, StoredObject
 
 DEDUP_WINDOW_MS = 5 * 60 * 1000
 MAX_RECEIVE_COUNT = 5
@@ -304,7 +304,9 @@ class SqliteQueues:
 
     def redrive(self, dlq: str, source: str) -> int:
         with self.db.write() as db:
-            self._queue(db, source)
+            for name in (dlq, source):
+                if not db.execute("SELECT 1 FROM queues WHERE name = ?", (name,)).fetchone():
+                    raise RedriveError(f"queue {name} does not exist; start `make run` once to create it")
             rows = db.execute("SELECT seq FROM messages WHERE queue = ? ORDER BY seq", (dlq,)).fetchall()
             for (seq,) in rows:
                 _move(db, seq, source)

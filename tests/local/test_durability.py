@@ -9,7 +9,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -18,10 +17,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import httpx
 import pytest
 
 from local.stack import free_port
+from pipeline.backends import ObjectStore, QueueBus
+from pipeline.backends.aws import S3Objects, SqsQueues
+from pipeline.backends.embedded import Database, SqliteObjects, SqliteQueues
+from pipeline.settings import Settings, load_settings
+from pipeline.store import Store
 from tests.harness import fixture_json, remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,40 +119,54 @@ class Sender:
         return all(v >= self.versions for v in self.next_version.values())
 
 
-def drain(stack: Stack, home: Path, timeout: float = 120) -> None:
-    """Wait until nothing waits or is in flight on the events and commits queues (read from the SQLite file)."""
+def ports(env: dict[str, str]) -> tuple[ObjectStore, QueueBus, Settings]:
+    """The test's own view of the stack's backend: the same SQLite file, or the same moto server."""
+    settings = load_settings(env)
+    if settings.backend == "embedded":
+        db = Database(settings.database)
+        return SqliteObjects(db), SqliteQueues(db), settings
+    clients = {
+        name: boto3.client(
+            name,
+            endpoint_url=settings.aws_endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        for name in ("s3", "sqs")
+    }
+    return S3Objects(clients["s3"], settings.bucket), SqsQueues(clients["sqs"], use_move_tasks=False), settings
+
+
+def drain(stack: Stack, timeout: float = 120) -> None:
+    """Wait until nothing waits or is in flight on the events and commits queues."""
+    _, bus, settings = ports(stack.env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with sqlite3.connect(home / "jsync.db", timeout=30) as db:
-            (left,) = db.execute(
-                "SELECT COUNT(*) FROM messages WHERE queue IN ('jsync-local-events.fifo', 'jsync-local-commits.fifo')"
-            ).fetchone()
-        if left == 0:
+        if bus.depth(settings.events_queue).total + bus.depth(settings.commits_queue).total == 0:
             return
         time.sleep(0.2)
     raise AssertionError(f"not drained: {''.join(stack.output[-30:])}")
 
 
-def verify(home: Path, accepted: set[str], versions: int) -> None:
+def verify(env: dict[str, str], accepted: set[str], versions: int) -> None:
     """Each accepted change once in the snapshots and history index, git holds each once, latest is the newest."""
-    with sqlite3.connect(home / "jsync.db") as db:
-        keys = [k for (k,) in db.execute("SELECT key FROM objects ORDER BY key")]
-        latest = {
-            k: json.loads(body) for k, body in db.execute("SELECT key, body FROM objects WHERE key LIKE 'latest/%'")
-        }
-    snapshots = [k.rsplit("-", 1)[0].rsplit("/", 1)[-1] for k in keys if k.startswith("snapshots/")]
-    stored = {k.split("/")[-1].removesuffix(".json").split("-", 1)[1] for k in keys if k.startswith("snapshots/")}
+    objects, _, settings = ports(env)
+    store = Store(objects)
+    keys = store.all_keys("snapshots/")
+    stored = {k.split("/")[-1].removesuffix(".json").split("-", 1)[1] for k in keys}
     assert accepted <= stored, f"lost: {sorted(accepted - stored)[:10]}"
-    assert len(snapshots) == len(stored)
-    history = [k for k in keys if k.startswith("index/history/")]
+    assert len(keys) == len(stored)
+    history = store.all_keys("index/history/")
     assert len(history) == len(stored), "one history item per captured change"
-    commits = remote_commits(str(home / "remote.git"), "main")
+    commits = remote_commits(str(settings.home / "remote.git"), "main")
     ids = [c.trailers["Jira-Event-Id"] for c in commits]
     assert len(ids) == len(set(ids)), "a change committed twice"
     assert accepted <= set(ids), f"not in git: {sorted(accepted - set(ids))[:10]}"
     for issue in range(ISSUES):
-        doc = latest[f"latest/{40000 + issue}.json"]
-        assert doc["issue"]["fields"]["summary"] == f"issue {issue} version {versions - 1}"
+        latest = store.latest(str(40000 + issue))
+        assert latest is not None
+        assert latest.data["issue"]["fields"]["summary"] == f"issue {issue} version {versions - 1}"
 
 
 @pytest.fixture
@@ -157,18 +176,34 @@ def env(tmp_path: Path) -> Iterator[dict[str, str]]:
     yield env
 
 
-def run_until_done(stack: Stack, sender: Sender, home: Path) -> None:
+@pytest.fixture(params=["embedded", "aws"])
+def any_backend(request: pytest.FixtureRequest, env: dict[str, str]) -> dict[str, str]:
+    """The embedded backend, or AWS against the tests' moto server (outside the stack's process group, as a
+    developer's own moto server would be)."""
+    if request.param == "aws":
+        env.update(
+            JSYNC_BACKEND="aws",
+            JSYNC_STAGE=f"dur{random.randrange(10**9)}",  # the moto server is shared: names of its own
+            AWS_ENDPOINT_URL=request.getfixturevalue("moto_endpoint"),
+            AWS_ACCESS_KEY_ID="testing",
+            AWS_SECRET_ACCESS_KEY="testing",
+            AWS_DEFAULT_REGION="us-east-1",
+        )
+    return env
+
+
+def run_until_done(stack: Stack, sender: Sender) -> None:
     stack.start()
     thread = threading.Thread(target=sender.run)
     thread.start()
     thread.join(120)
     assert sender.done
-    drain(stack, home)
+    drain(stack)
     assert stack.signal_group(signal.SIGINT) == 0, "".join(stack.output[-30:])
 
 
 def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing(env: dict[str, str]) -> None:
-    home, rng, versions = Path(env["JSYNC_HOME"]), random.Random(12), 8
+    rng, versions = random.Random(12), 8
     sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
     stack = Stack(env)
     kills = 0
@@ -182,15 +217,15 @@ def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing
         kills += 1
         thread.join(30)
     print(f"{kills} kills, {len(sender.accepted)} accepted before the last restart")
-    run_until_done(stack, sender, home)
-    verify(home, sender.accepted, versions)
+    run_until_done(stack, sender)
+    verify(env, sender.accepted, versions)
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_process_group_mid_load_stops_in_seconds_and_loses_nothing(
-    env: dict[str, str], sig: signal.Signals
+    any_backend: dict[str, str], sig: signal.Signals
 ) -> None:
-    home, versions = Path(env["JSYNC_HOME"]), 6
+    env, versions = any_backend, 6
     sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
     stack = Stack(env)
     stack.start()
@@ -203,5 +238,5 @@ def test_a_signal_to_the_process_group_mid_load_stops_in_seconds_and_loses_nothi
     thread.join(30)
     print(f"stopped in {took:.2f}s with {len(sender.accepted)} accepted")
     assert took < 15
-    run_until_done(stack, sender, home)
-    verify(home, sender.accepted, versions)
+    run_until_done(stack, sender)
+    verify(env, sender.accepted, versions)

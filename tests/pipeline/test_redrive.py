@@ -21,6 +21,8 @@ from local.poller import Poller
 from local.stack import LocalStack
 from pipeline import capture as capture_module
 from pipeline import redrive, services
+from pipeline.backends import Outgoing
+from pipeline.backends.aws import SqsQueues
 from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
@@ -62,9 +64,19 @@ def poll_until_dead_lettered(pipeline: Pipeline, *queues: str) -> None:
     raise AssertionError(f"{queues} never emptied into their dead-letter queues")
 
 
-def snapshot_event_ids(pipeline: Pipeline, issue: int) -> list[str]:
-    keys = pipeline.keys(f"snapshots/{30000 + issue}/")
+def sqs_bus() -> SqsQueues:
+    """The tests' queues: SQS on the moto server, redriven by copying (moto has no message move tasks)."""
+    bus = services.queue_bus()
+    assert isinstance(bus, SqsQueues) and not bus.use_move_tasks
+    return bus
+
+
+def snapshot_ids_of(keys: list[str]) -> list[str]:
     return sorted(k.rsplit("/", 1)[1].removesuffix(".json").split("-", 1)[1] for k in keys)
+
+
+def snapshot_event_ids(pipeline: Pipeline, issue: int) -> list[str]:
+    return snapshot_ids_of(pipeline.keys(f"snapshots/{30000 + issue}/"))
 
 
 def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
@@ -92,8 +104,9 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
     # When the faults are fixed and both DLQs are redriven: events in-process, the rest through the CLI
     os.rename(hidden, remote)
     capsys.readouterr()
-    events = Pair(settings.events_dlq, settings.events_queue)
-    assert redrive.redrive_by_copy(services.aws("sqs"), events, wait_seconds=0) == 9
+    assert redrive.redrive_all(sqs_bus(), [Pair(settings.events_dlq, settings.events_queue)]) == {
+        settings.events_dlq: 9
+    }
     assert redrive.main([]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == [
@@ -121,22 +134,22 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
         assert [e for e in committed if e.startswith(f"rd-{issue}-")] == events_of_issue
 
 
-def _send_to_dlq(sqs: Any, url: str, group: str, body: str) -> None:
-    sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId=group, MessageDeduplicationId=f"orig-{body}")
+def _send_to_dlq(bus: SqsQueues, dlq: str, group: str, body: str) -> None:
+    bus.send(dlq, [Outgoing(body, group, dedup_id=f"orig-{body}")])
 
 
 def test_redrive_keeps_groups_and_order_within_a_group(settings: Settings) -> None:
     # Given 15 dead letters (more than one receive) in three interleaved groups
-    sqs = services.aws("sqs")
-    dlq_url = sqs.get_queue_url(QueueName=settings.events_dlq)["QueueUrl"]
+    bus = sqs_bus()
+    dlq_url = bus.url(settings.events_dlq)
     sent = [(f"3000{n % 3}", f"m{n:02d}") for n in range(15)]
     for group, body in sent:
-        _send_to_dlq(sqs, dlq_url, group, body)
+        _send_to_dlq(bus, settings.events_dlq, group, body)
     # When they are redriven
-    moved = redrive.redrive_by_copy(sqs, Pair(settings.events_dlq, settings.events_queue), wait_seconds=0)
+    moved = bus.redrive_by_copy(settings.events_dlq, settings.events_queue)
     # Then the source queue holds each in its group, in order, under a fresh dedup id; the DLQ is empty
     assert moved == 15
-    received = receive_all(sqs.get_queue_url(QueueName=settings.events_queue)["QueueUrl"], delete=True)
+    received = receive_all(bus.url(settings.events_queue), delete=True)
     for group in ("30000", "30001", "30002"):
         got = [m["Body"] for m in received if m["Attributes"]["MessageGroupId"] == group]
         assert got == [body for g, body in sent if g == group]
@@ -149,21 +162,20 @@ def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
     settings: Settings, capsys: Any
 ) -> None:
     # Given two reconcile steps that failed five times each (Jira down, say) and were dead-lettered
-    sqs = services.aws("sqs")
-    sync_url, dlq_url = redrive.queue_url(sqs, settings.sync_queue), redrive.queue_url(sqs, settings.sync_dlq)
+    bus = sqs_bus()
     steps = [json.dumps({"job_id": "sync-a", "step": 0}), json.dumps({"job_id": "sync-b", "step": 0})]
     for body in steps:
-        sqs.send_message(QueueUrl=sync_url, MessageBody=body, MessageGroupId="reconcile")
+        bus.send(settings.sync_queue, [Outgoing(body, "reconcile")])
 
     def jira_down(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]]}
 
-    failing = Poller("reconcile", sqs, sync_url, jira_down, retry_delay=0, timeout=660)
+    failing = Poller("reconcile", bus, settings.sync_queue, jira_down, retry_delay=0, timeout=660)
     for _ in range(30):
         failing.poll_once()
-        if redrive.waiting(sqs, sync_url) == 0 and redrive.waiting(sqs, dlq_url) == 2:
+        if bus.depth(settings.sync_queue).total == 0 and bus.depth(settings.sync_dlq).waiting == 2:
             break
-    assert redrive.waiting(sqs, dlq_url) == 2
+    assert bus.depth(settings.sync_dlq).waiting == 2
     # When `make redrive` runs
     capsys.readouterr()
     assert redrive.main([]) == 0
@@ -174,44 +186,40 @@ def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
         "done: 2 messages moved",
     ]
     # Then both steps are back on the sync queue, in the one reconcile group, in their order
-    received = receive_all(sync_url, delete=True)
+    received = receive_all(bus.url(settings.sync_queue), delete=True)
     assert [(m["Body"], m["Attributes"]["MessageGroupId"]) for m in received] == [(b, "reconcile") for b in steps]
-    assert redrive.waiting(sqs, dlq_url) == 0
+    assert bus.depth(settings.sync_dlq).total == 0
 
 
 def test_a_redrive_stopped_between_send_and_delete_loses_nothing(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sqs = services.aws("sqs")
-    dlq_url = sqs.get_queue_url(QueueName=settings.commits_dlq)["QueueUrl"]
-    _send_to_dlq(sqs, dlq_url, "commits", "change-1")
-    pair = Pair(settings.commits_dlq, settings.commits_queue)
+    bus = sqs_bus()
+    _send_to_dlq(bus, settings.commits_dlq, "commits", "change-1")
 
     def crash(**kwargs: Any) -> None:
         raise ConnectionError("killed before the delete")
 
     # Given a redrive dies after sending its message but before deleting it from the DLQ
-    monkeypatch.setattr(sqs, "delete_message", crash)
+    monkeypatch.setattr(bus.sqs, "delete_message", crash)
     with pytest.raises(ConnectionError):
-        redrive.redrive_by_copy(sqs, pair, visibility_timeout=1, wait_seconds=0)
+        bus.redrive_by_copy(settings.commits_dlq, settings.commits_queue, visibility_timeout=1)
     monkeypatch.undo()
     time.sleep(1.1)
     # When it runs again, the message is moved once more: at worst a duplicate (this one has the same dedup id)
-    assert redrive.redrive_by_copy(sqs, pair, wait_seconds=0) == 1
-    commits_url = sqs.get_queue_url(QueueName=settings.commits_queue)["QueueUrl"]
-    bodies = [m["Body"] for m in receive_all(commits_url, delete=True)]
+    assert bus.redrive_by_copy(settings.commits_dlq, settings.commits_queue) == 1
+    bodies = [m["Body"] for m in receive_all(bus.url(settings.commits_queue), delete=True)]
     assert set(bodies) == {"change-1"} and 1 <= len(bodies) <= 2
-    assert receive_all(dlq_url, delete=True) == []
+    assert receive_all(bus.url(settings.commits_dlq), delete=True) == []
 
 
 def test_messages_failing_again_during_a_redrive_are_left_for_the_next_one(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    sqs = services.aws("sqs")
-    dlq_url = sqs.get_queue_url(QueueName=settings.commits_dlq)["QueueUrl"]
+    bus = sqs_bus()
     for n in range(3):
-        _send_to_dlq(sqs, dlq_url, "commits", f"change-{n}")
-    real_send = sqs.send_message
+        _send_to_dlq(bus, settings.commits_dlq, "commits", f"change-{n}")
+    dlq_url, real_send = bus.url(settings.commits_dlq), bus.sqs.send_message
 
     def send_and_fail_again(**kwargs: Any) -> Any:
         # As if the running committer failed the copy five more times at once: it is back in the DLQ.
@@ -220,14 +228,15 @@ def test_messages_failing_again_during_a_redrive_are_left_for_the_next_one(
         real_send(QueueUrl=dlq_url, MessageBody=again, MessageGroupId="commits", MessageDeduplicationId=again)
         return answer
 
-    monkeypatch.setattr(sqs, "send_message", send_and_fail_again)
+    monkeypatch.setattr(bus.sqs, "send_message", send_and_fail_again)
     pair = Pair(settings.commits_dlq, settings.commits_queue)
     # When the redrive runs, it moves what the DLQ held at its start, and stops
-    assert redrive.redrive_by_copy(sqs, pair, wait_seconds=0) == 3
+    assert redrive.redrive_all(bus, [pair]) == {settings.commits_dlq: 3}
     assert capsys.readouterr().out.splitlines() == [
-        "moved 3 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
         "  jsync-local-commits-dlq.fifo: 3 more arrived while moving (failed again?); run the redrive again for them",
+        "moved 3 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
     ]
+    assert bus.depth(settings.commits_dlq).waiting == 3
 
 
 # --- AWS: message move tasks, against a stubbed client ----------------------------------------------------------
@@ -241,27 +250,41 @@ def aws_sqs(monkeypatch: pytest.MonkeyPatch) -> Any:
     return boto3.client("sqs", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
 
 
+def queue_urls(pair: Pair) -> tuple[str, str]:
+    return f"https://sqs.us-east-1.amazonaws.com/123456789012/{pair.dlq}", f"https://q/{pair.source}"
+
+
+def stub_depth(stubber: Stubber, url: str, waiting: int) -> None:
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    stubber.add_response(
+        "get_queue_attributes",
+        {"Attributes": {names[0]: str(waiting), names[1]: "0"}},
+        {"QueueUrl": url, "AttributeNames": names},
+    )
+
+
 def stub_queues(stubber: Stubber, pair: Pair, waiting: int) -> None:
-    dlq_url, source_url = f"https://sqs.us-east-1.amazonaws.com/123456789012/{pair.dlq}", f"https://q/{pair.source}"
+    """What `SqsQueues.redrive` asks before a move task: both URLs, the DLQ's depth, and (if it holds any) the
+    ARNs of both queues."""
+    dlq_url, source_url = queue_urls(pair)
     stubber.add_response("get_queue_url", {"QueueUrl": dlq_url}, {"QueueName": pair.dlq})
-    stubber.add_response(
-        "get_queue_attributes",
-        {"Attributes": {"QueueArn": f"{ACCOUNT}:{pair.dlq}", "ApproximateNumberOfMessages": str(waiting)}},
-        {"QueueUrl": dlq_url, "AttributeNames": ["QueueArn", "ApproximateNumberOfMessages"]},
-    )
     stubber.add_response("get_queue_url", {"QueueUrl": source_url}, {"QueueName": pair.source})
-    stubber.add_response(
-        "get_queue_attributes",
-        {"Attributes": {"QueueArn": f"{ACCOUNT}:{pair.source}"}},
-        {"QueueUrl": source_url, "AttributeNames": ["QueueArn"]},
-    )
+    stub_depth(stubber, dlq_url, waiting)
+    if not waiting:
+        return  # empty: nothing to start a task for
+    for name, url in ((pair.dlq, dlq_url), (pair.source, source_url)):
+        stubber.add_response(
+            "get_queue_attributes",
+            {"Attributes": {"QueueArn": f"{ACCOUNT}:{name}"}},
+            {"QueueUrl": url, "AttributeNames": ["QueueArn"]},
+        )
 
 
 def stub_task(stubber: Stubber, pair: Pair, *states: dict[str, Any]) -> None:
     arns = {"SourceArn": f"{ACCOUNT}:{pair.dlq}", "DestinationArn": f"{ACCOUNT}:{pair.source}"}
     stubber.add_response("start_message_move_task", {"TaskHandle": f"handle-{pair.dlq}"}, arns)
     for state in states:
-        result = {**arns, "StartedTimestamp": 1764000000000, **state}
+        result = {**arns, "StartedTimestamp": int(time.time() * 1000), **state}
         stubber.add_response(
             "list_message_move_tasks", {"Results": [result]}, {"SourceArn": arns["SourceArn"], "MaxResults": 1}
         )
@@ -288,7 +311,10 @@ def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, ca
             SYNC,
             {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 1, "ApproximateNumberOfMessagesToMove": 1},
         )
-        moved = redrive.redrive_all(aws_sqs, [EVENTS, COMMITS, SYNC], use_task=True, poll_seconds=0)
+        bus = SqsQueues(aws_sqs, use_move_tasks=True)
+        # a task's progress is polled every 2 s; here at once
+        bus.redrive_with_task = functools.partial(bus.redrive_with_task, poll_seconds=0)  # type: ignore[method-assign]
+        moved = redrive.redrive_all(bus, [EVENTS, COMMITS, SYNC])
         stubber.assert_no_pending_responses()
     assert moved == {EVENTS.dlq: 5, COMMITS.dlq: 0, SYNC.dlq: 1}
     assert capsys.readouterr().out.splitlines() == [
@@ -304,7 +330,8 @@ def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, ca
 def test_on_aws_a_stage_without_the_sync_queue_still_redrives_the_others(
     aws_sqs: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
 ) -> None:
-    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")
+    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")  # main sets both; monkeypatch restores them
+    monkeypatch.setenv("JSYNC_BACKEND", "embedded")
     monkeypatch.setattr(services, "aws", functools.cache(lambda service: aws_sqs))
     done = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 2, "ApproximateNumberOfMessagesToMove": 2}
     with Stubber(aws_sqs) as stubber:
@@ -335,7 +362,8 @@ def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
         "FailureReason": "AccessDenied: kms:Decrypt",
     }
     done = {"Status": "COMPLETED", "ApproximateNumberOfMessagesMoved": 2, "ApproximateNumberOfMessagesToMove": 2}
-    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")  # main sets it; monkeypatch restores it
+    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")  # main sets both; monkeypatch restores them
+    monkeypatch.setenv("JSYNC_BACKEND", "embedded")
     monkeypatch.setattr(services, "aws", functools.cache(lambda service: aws_sqs))
     with Stubber(aws_sqs) as stubber:
         stub_queues(stubber, EVENTS, waiting=4)
@@ -353,25 +381,31 @@ def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
     )
 
 
+def receive_args(url: str, count: int) -> dict[str, Any]:
+    return {
+        "QueueUrl": url,
+        "MaxNumberOfMessages": count,
+        "VisibilityTimeout": 60,
+        "WaitTimeSeconds": 1,
+        "AttributeNames": ["All"],
+        "MessageSystemAttributeNames": ["All"],
+        "MessageAttributeNames": ["All"],
+    }
+
+
 def test_without_move_tasks_the_redrive_copies_message_by_message(aws_sqs: Any, capsys: Any) -> None:
-    dlq_url, source_url = "https://q/dlq", "https://q/source"
+    dlq_url, source_url = queue_urls(EVENTS)
     with Stubber(aws_sqs) as stubber:
         stub_queues(stubber, EVENTS, waiting=1)
         stubber.add_client_error("start_message_move_task", "UnsupportedOperation", http_status_code=400)
-        stubber.add_response("get_queue_url", {"QueueUrl": dlq_url}, {"QueueName": EVENTS.dlq})
-        stubber.add_response("get_queue_url", {"QueueUrl": source_url}, {"QueueName": EVENTS.source})
-        stubber.add_response(
-            "get_queue_attributes",
-            {"Attributes": {"ApproximateNumberOfMessages": "1"}},
-            {"QueueUrl": dlq_url, "AttributeNames": ["ApproximateNumberOfMessages"]},
-        )
+        stub_depth(stubber, dlq_url, 1)
         message = {
             "MessageId": "m-1",
             "ReceiptHandle": "rh-1",
             "Body": "{}",
             "Attributes": {"MessageGroupId": "10042", "MessageDeduplicationId": "wh-1"},
         }
-        stubber.add_response("receive_message", {"Messages": [message]})
+        stubber.add_response("receive_message", {"Messages": [message]}, receive_args(dlq_url, 1))
         stubber.add_response(
             "send_message",
             {"MessageId": "m-2"},
@@ -383,12 +417,8 @@ def test_without_move_tasks_the_redrive_copies_message_by_message(aws_sqs: Any, 
             },
         )
         stubber.add_response("delete_message", {}, {"QueueUrl": dlq_url, "ReceiptHandle": "rh-1"})
-        stubber.add_response(
-            "get_queue_attributes",
-            {"Attributes": {"ApproximateNumberOfMessages": "0"}},
-            {"QueueUrl": dlq_url, "AttributeNames": ["ApproximateNumberOfMessages"]},
-        )
-        assert redrive.redrive(aws_sqs, EVENTS, use_task=True) == 1
+        stub_depth(stubber, dlq_url, 0)
+        assert redrive.redrive_all(SqsQueues(aws_sqs, use_move_tasks=True), [EVENTS]) == {EVENTS.dlq: 1}
         stubber.assert_no_pending_responses()
     assert capsys.readouterr().out.splitlines() == [
         "  jsync-prod-events-dlq.fifo: this endpoint has no message move tasks; copying message by message",
@@ -397,34 +427,34 @@ def test_without_move_tasks_the_redrive_copies_message_by_message(aws_sqs: Any, 
 
 
 # --- the command line, locally -----------------------------------------------------------------------------------
+# What would point the redrive elsewhere than the local stack's embedded backend.
+_NOT_LOCAL = ("AWS_ENDPOINT_URL", "JSYNC_STAGE", "JSYNC_BACKEND")
+
+
 def test_cli_without_a_local_stack_exits_2_saying_how_to_start_one(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "JSYNC_STAGE")}
+    env = {k: v for k, v in os.environ.items() if k not in _NOT_LOCAL}
     env["JSYNC_HOME"] = str(tmp_path / "empty")
     done = subprocess.run(
         [sys.executable, "-m", "pipeline.redrive"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2
     assert done.stderr.strip() == (
-        f"redrive: no local stack is running under {tmp_path / 'empty'}; "
+        f"redrive: no local stack state under {tmp_path / 'empty'}; "
         "start it with `make run`, or pass STAGE=name for AWS"
     )
-
-
-def _dlq_depth(stack: LocalStack) -> int:
-    sqs = services.aws("sqs")
-    return redrive.waiting(sqs, sqs.get_queue_url(QueueName=stack.settings.events_dlq)["QueueUrl"])
+    assert not (tmp_path / "empty" / "jsync.db").exists()  # it looked, and made nothing
 
 
 def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for k, v in stack_env(tmp_path / "home").items():
         monkeypatch.setenv(k, v)
-    for name in ("JSYNC_GIT_REMOTE", "AWS_ENDPOINT_URL", "JSYNC_STAGE"):
+    for name in ("JSYNC_GIT_REMOTE", *_NOT_LOCAL):
         monkeypatch.delenv(name, raising=False)
     stack = LocalStack(retry_delay=0)
     stack.start()
-    endpoint = stack.settings.home / "endpoint"
     try:
-        assert endpoint.read_text().strip() == os.environ["AWS_ENDPOINT_URL"]
+        assert stack.settings.backend == "embedded" and stack.settings.database.is_file()
+        bus = services.queue_bus()
         # Given an event dead-lettered while S3 was failing
         real_put = Store.put_snapshot
         monkeypatch.setattr(Store, "put_snapshot", s3_down)
@@ -432,16 +462,17 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
         headers = {"content-type": "application/json", "x-atlassian-webhook-identifier": identifier}
         assert httpx.post(stack.urls.webhook, content=body, headers=headers, timeout=10).status_code == 202
         deadline = time.monotonic() + 30
-        while _dlq_depth(stack) == 0:
+        while bus.depth(stack.settings.events_dlq).waiting == 0:
             assert time.monotonic() < deadline, "the event never reached the DLQ"
             time.sleep(0.1)
         monkeypatch.setattr(Store, "put_snapshot", real_put)
-        # When `make redrive` runs in another process, finding the stack by $JSYNC_HOME alone
-        env = {k: v for k, v in os.environ.items() if k not in ("AWS_ENDPOINT_URL", "JSYNC_STAGE")}
+        assert remote_commits(stack.settings.git_remote, "main") == []
+        # When `make redrive` runs in another process, finding the stack's queues by $JSYNC_HOME alone
+        env = {k: v for k, v in os.environ.items() if k not in _NOT_LOCAL}
         done = subprocess.run(
             [sys.executable, "-m", "pipeline.redrive"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
         )
-        # Then it moves the event back, and the stack captures and commits it
+        # Then it moves the event back, and the stack captures and commits it, once
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [
             "moved 1 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
@@ -451,10 +482,11 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
         ]
         stack.wait_idle()
         assert [c.trailers["Jira-Event-Id"] for c in remote_commits(stack.settings.git_remote, "main")] == [identifier]
+        assert bus.depth(stack.settings.events_dlq).total == 0
+        assert snapshot_ids_of(services.store().all_keys(f"snapshots/{30000 + 7}/")) == [identifier]
     finally:
         stack.stop()
         services.reset()
-    assert not endpoint.exists()
 
 
 def test_events_the_writer_set_aside_are_queued_again_and_stored_once_it_can_read_them(
