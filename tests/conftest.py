@@ -41,16 +41,20 @@ def init_bare(path: Path, branch: str = "main") -> Path:
     return path
 
 
-def fresh_environment(endpoint: str, root: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Point the pipeline at a clean moto state and a new bare remote under `root`."""
-    reset_moto(endpoint)
+def fresh_environment(endpoint: str, root: Path, monkeypatch: pytest.MonkeyPatch, backend: str = "aws") -> Settings:
+    """Point the pipeline at a clean backend (moto's state reset, or a new SQLite file under `root`) and a new
+    bare remote under `root`."""
     for name in _CLEAN:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
-    monkeypatch.setenv("JSYNC_BACKEND", "aws")
+    monkeypatch.setenv("JSYNC_BACKEND", backend)
+    if backend == "aws":
+        reset_moto(endpoint)
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    else:
+        monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.setenv("JSYNC_HOME", str(root / "home"))
     monkeypatch.setenv("JSYNC_GIT_REMOTE", str(init_bare(root / "remote.git")))
     monkeypatch.setenv("JSYNC_GIT_CACHE", str(root / "cache.git"))
@@ -69,6 +73,18 @@ def settings(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 @pytest.fixture
 def pipeline(settings: Settings) -> Pipeline:
     return Pipeline(settings)
+
+
+BACKENDS = ("aws", "embedded")
+
+
+@pytest.fixture(params=BACKENDS)
+def any_pipeline(
+    request: pytest.FixtureRequest, moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Pipeline]:
+    """The pipeline on each backend in turn: S3 and SQS on a moto server, then the embedded SQLite store."""
+    yield Pipeline(fresh_environment(moto_endpoint, tmp_path, monkeypatch, request.param))
+    services.reset()
 
 
 def stack_env(home: Path) -> dict[str, str]:

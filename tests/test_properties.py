@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline.snapshot import issue_document
-from tests.conftest import fresh_environment
+from tests.conftest import BACKENDS, fresh_environment
 from tests.harness import Pipeline, fixture_json
 
 BASE = fixture_json("issue_updated.json")
@@ -53,14 +53,15 @@ def deliveries(draw: st.DrawFn) -> tuple[dict[int, int], list[tuple[int, int]], 
     return versions, list(order), drain_after
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(case=deliveries())
 def test_any_delivery_order_converges(
-    moto_endpoint: str, case: tuple[dict[int, int], list[tuple[int, int]], list[int]]
+    moto_endpoint: str, backend: str, case: tuple[dict[int, int], list[tuple[int, int]], list[int]]
 ) -> None:
     versions, order, drain_after = case
     with pytest.MonkeyPatch.context() as mp, tempfile.TemporaryDirectory() as root:
-        pipeline = Pipeline(fresh_environment(moto_endpoint, Path(root), mp))
+        pipeline = Pipeline(fresh_environment(moto_endpoint, Path(root), mp, backend))
         # When every delivery arrives, in this order, with drains at arbitrary points
         for n, (issue, version) in enumerate(order):
             identifier, body = make_event(issue, version)

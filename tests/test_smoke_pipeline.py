@@ -1,7 +1,8 @@
 from tests.harness import Pipeline, fixture_bytes
 
 
-def test_created_issue_reaches_s3_and_git(pipeline: Pipeline) -> None:
+def test_created_issue_reaches_s3_and_git(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline
     r = pipeline.deliver(fixture_bytes("issue_created.json"), identifier="d-1")
     assert r["statusCode"] == 202, r
     pipeline.drain()

@@ -15,7 +15,8 @@ STORY = [
 ]
 
 
-def test_story_in_order(pipeline: Pipeline) -> None:
+def test_story_in_order(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline
     for n, (name, _) in enumerate(STORY):
         assert pipeline.deliver(fixture_bytes(name), identifier=f"story-{n}")["statusCode"] == 202
         pipeline.drain()
@@ -44,7 +45,8 @@ def test_story_in_order(pipeline: Pipeline) -> None:
     assert latest["deleted"] is True and latest["deleted_at"] == 1764000500000
 
 
-def test_each_step_file_matches_latest(pipeline: Pipeline) -> None:
+def test_each_step_file_matches_latest(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline
     for n, (name, _) in enumerate(STORY[:-1]):
         pipeline.deliver(fixture_bytes(name), identifier=f"s-{n}")
         pipeline.drain()
