@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from pipeline.gitstore import redact
-from pipeline.settings import get_settings
+from pipeline.settings import Settings, get_settings
 from pipeline.signature import sign
 
 SAMPLES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -52,10 +52,15 @@ def main() -> int:
         f"  git --git-dir {redact(settings.git_remote)} log --stat main\n"
         f"  git --git-dir {redact(settings.git_remote)} show main:issues/PLAT/PLAT-5.json\n"
         f"  {base}/api/v1/health\n"
-        f"  S3 objects: raw/, snapshots/, latest/ in bucket {settings.bucket}\n"
-        f"  (saved under {settings.home}/state when the stack stops)"
+        f"  objects raw/, snapshots/, latest/: {where_objects(settings)}"
     )
     return 0
+
+
+def where_objects(settings: Settings) -> str:
+    if settings.backend == "embedded":
+        return f"table objects of {settings.database} (SQLite)"
+    return f"bucket {settings.bucket}"
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ class Database:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        with self.write() as db:
-            db.executescript(_SCHEMA) if False else None
+        self._opened: list[sqlite3.Connection] = []
+        self._opened_lock = threading.Lock()
         self.connection().executescript(_SCHEMA)
         self.changed = threading.Condition()  # notified after each send in this process, so pollers wake at once
 
@@ -71,16 +71,19 @@ class Database:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             self._local.conn = conn
+            with self._opened_lock:
+                self._opened.append(conn)
         return conn
 
     def write(self) -> _Transaction:
         return _Transaction(self.connection())
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close every thread's connection; a thread still using this database then gets sqlite3 errors."""
+        with self._opened_lock:
+            for conn in self._opened:
+                conn.close()
+            self._opened.clear()
 
 
 class _Transaction:
