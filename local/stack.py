@@ -113,6 +113,7 @@ class LocalStack:
             if released := bus.release_in_flight():
                 log.info("%d messages a previous run had in hand are queued again", released)
         _ensure_bare_remote(s)
+        _drop_stale_git_locks(s)
         from functions import committer, reconcile, writer  # after settings are final: they build clients lazily
 
         # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
@@ -236,3 +237,16 @@ def _ensure_bare_remote(settings: Settings) -> None:
         repo = Repo.init_bare(str(path), mkdir=True)
         repo.refs.set_symbolic_ref(b"HEAD", f"refs/heads/{settings.git_branch}".encode())
         repo.close()
+
+
+def _drop_stale_git_locks(settings: Settings) -> None:
+    """A run killed mid-push leaves `refs/heads/<branch>.lock` behind, and git refuses every later push. Only
+    repositories under $JSYNC_HOME, which only this stack writes (it holds the home's lock), are cleaned: a remote
+    of your own may have a live pusher."""
+    for repo in (Path(settings.git_remote), settings.git_cache_dir):
+        if not repo.resolve().is_relative_to(settings.home) or not repo.is_dir():
+            continue
+        for lock in [*(repo / "refs").rglob("*.lock"), repo / "packed-refs.lock", repo / "config.lock"]:
+            if lock.is_file():
+                log.warning("removing %s, left by a run that was killed mid-push", lock)
+                lock.unlink()

@@ -33,7 +33,8 @@ class StoredObject:
 
 
 class ObjectStore(Protocol):
-    """Keys to bytes. A write is durable when it returns; a read after it sees it; LIST is in key (byte) order."""
+    """Keys to bytes. A write survives a crash of the process once it returns (on S3, any failure); a read after
+    it sees it; LIST is in key (byte) order."""
 
     def put(
         self,
@@ -131,7 +132,7 @@ class QueueBus(Protocol):
     """
 
     def send(self, queue: str, messages: list[Outgoing]) -> None:
-        """Durably queued when it returns (up to 10 a call, as SQS's SendMessageBatch)."""
+        """Durably queued when it returns, surviving a crash or a power cut (up to 10 a call, as SendMessageBatch)."""
         ...
 
     def receive(self, queue: str, max_messages: int = 10, visibility_timeout: int | None = None) -> list[Received]: ...

@@ -1,9 +1,13 @@
 """The embedded backend: objects and FIFO queues in one SQLite file under `$JSYNC_HOME`, no server.
 
 What it guarantees, the same as S3 and SQS do for the pipeline:
-- Every call that writes (a put, a send, a receive, a delete) is one SQLite transaction in WAL mode with
-  `synchronous=FULL`: committed and fsynced when it returns, so a 202 sent after `send` survives kill -9 and a
-  power cut alike. A transaction cut short by a crash leaves nothing behind.
+- Every call is one SQLite transaction in WAL mode: a transaction cut short by a crash leaves nothing behind, and
+  a committed one survives the process being killed (kill -9) the moment the call returns.
+- A send is also fsynced before it returns (`synchronous=FULL` for that commit), so a 202 sent after it survives a
+  power cut too. Other writes are fsynced with the next send (`synchronous=NORMAL`): the WAL is one sequence, so
+  a power cut can only lose the newest writes as a whole, never an older one behind a newer; that is the same as
+  having stopped a little earlier, which every handler already survives, because each hand-off (the writer's
+  change to the committer, a redrive) is a send and fsyncs everything written before it.
 - Conditional puts and receives run under `BEGIN IMMEDIATE`, SQLite's write lock across threads and processes:
   exactly one of racing writers wins a compare-and-swap, and no two receivers ever hold one message group.
 - Queues: order within a group; a group with a message in flight is held; a deduplication id drops a repeat for
@@ -61,26 +65,31 @@ class Database:
         self._local = threading.local()
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
+        self._generation = 0  # bumped by close(): a thread's connection from before is opened again
         self.connection().executescript(_SCHEMA)
         self.changed = threading.Condition()  # notified after each send in this process, so pollers wake at once
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60)
+        if conn is None or getattr(self._local, "generation", -1) != self._generation:
+            # check_same_thread off only so that close() may close every thread's connection; each is still used
+            # by its own thread alone.
+            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
-            self._local.conn = conn
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._local.conn, self._local.generation = conn, self._generation
             with self._opened_lock:
                 self._opened.append(conn)
         return conn
 
-    def write(self) -> _Transaction:
-        return _Transaction(self.connection())
+    def write(self, fsync: bool = False) -> _Transaction:
+        """A write transaction; `fsync`: on disk, with everything committed before it, when it returns."""
+        return _Transaction(self.connection(), fsync)
 
     def close(self) -> None:
-        """Close every thread's connection; a thread still using this database then gets sqlite3 errors."""
+        """Close every thread's connection (a thread using the database afterwards opens a new one)."""
         with self._opened_lock:
+            self._generation += 1
             for conn in self._opened:
                 conn.close()
             self._opened.clear()
@@ -89,15 +98,22 @@ class Database:
 class _Transaction:
     """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on an exception: the write lock for the whole block."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, fsync: bool) -> None:
         self.conn = conn
+        self.fsync = fsync
 
     def __enter__(self) -> sqlite3.Connection:
+        if self.fsync:
+            self.conn.execute("PRAGMA synchronous=FULL")
         self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            if self.fsync:
+                self.conn.execute("PRAGMA synchronous=NORMAL")
 
 
 def _etag(body: bytes) -> str:
@@ -206,7 +222,7 @@ class SqliteQueues:
         if not 1 <= len(messages) <= 10:
             raise ValueError("send takes 1 to 10 messages, as SQS's SendMessageBatch")
         now = _now_ms()
-        with self.db.write() as db:
+        with self.db.write(fsync=True) as db:
             _, _, content_dedup = self._queue(db, queue)
             db.execute("DELETE FROM dedup WHERE queue = ? AND expires_ms <= ?", (queue, now))
             for m in messages:
@@ -282,31 +298,28 @@ class SqliteQueues:
     def change_visibility(self, queue: str, receipt: str, seconds: int) -> None:
         with self.db.write() as db:
             db.execute(
-                "UPDATE messages SET visible_at_ms = ?, receipt = CASE WHEN ? = 0 THEN NULL ELSE receipt END"
-                " WHERE queue = ? AND receipt = ?",
-                (_now_ms() + seconds * 1000 if seconds else 0, seconds, queue, receipt),
+                "UPDATE messages SET visible_at_ms = ? WHERE queue = ? AND receipt = ?",
+                (_now_ms() + seconds * 1000 if seconds else 0, queue, receipt),
             )
         if seconds == 0:
             with self.db.changed:
                 self.db.changed.notify_all()
 
     def depth(self, queue: str) -> Depth:
-        waiting, in_flight = (
-            self.db.connection()
-            .execute(
-                "SELECT COALESCE(SUM(visible_at_ms <= ?), 0), COALESCE(SUM(visible_at_ms > ?), 0)"
-                " FROM messages WHERE queue = ?",
-                (_now_ms(), _now_ms(), queue),
-            )
-            .fetchone()
-        )
+        conn = self.db.connection()
+        self._queue(conn, queue)
+        waiting, in_flight = conn.execute(
+            "SELECT COALESCE(SUM(visible_at_ms <= ?), 0), COALESCE(SUM(visible_at_ms > ?), 0)"
+            " FROM messages WHERE queue = ?",
+            (_now_ms(), _now_ms(), queue),
+        ).fetchone()
         return Depth(int(waiting), int(in_flight))
 
     def arn(self, queue: str) -> str:
         return f"arn:aws:sqs:local:000000000000:{queue}"
 
     def redrive(self, dlq: str, source: str) -> int:
-        with self.db.write() as db:
+        with self.db.write(fsync=True) as db:
             for name in (dlq, source):
                 if not db.execute("SELECT 1 FROM queues WHERE name = ?", (name,)).fetchone():
                     raise RedriveError(f"queue {name} does not exist; start `make run` once to create it")

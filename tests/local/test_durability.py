@@ -76,6 +76,12 @@ class Stack:
         threading.Thread(target=read, daemon=True).start()
         assert ready.wait(60), "".join(self.output[-40:])
 
+    def kill(self) -> None:
+        """Whatever happened in the test, leave no stack running."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+
     def signal_group(self, sig: signal.Signals) -> int:
         assert self.proc is not None
         os.killpg(self.proc.pid, sig)
@@ -202,10 +208,13 @@ def run_until_done(stack: Stack, sender: Sender) -> None:
     assert stack.signal_group(signal.SIGINT) == 0, "".join(stack.output[-30:])
 
 
-def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing(env: dict[str, str]) -> None:
+def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing(
+    env: dict[str, str], request: pytest.FixtureRequest
+) -> None:
     rng, versions = random.Random(12), 8
     sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
     stack = Stack(env)
+    request.addfinalizer(stack.kill)
     kills = 0
     while kills < 4 and not sender.done:
         stack.start()
@@ -223,11 +232,12 @@ def test_kill_9_of_the_process_group_at_random_moments_loses_and_doubles_nothing
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_to_the_process_group_mid_load_stops_in_seconds_and_loses_nothing(
-    any_backend: dict[str, str], sig: signal.Signals
+    any_backend: dict[str, str], sig: signal.Signals, request: pytest.FixtureRequest
 ) -> None:
     env, versions = any_backend, 6
     sender = Sender(f"http://127.0.0.1:{env['JSYNC_PORT']}", versions)
     stack = Stack(env)
+    request.addfinalizer(stack.kill)
     stack.start()
     thread = threading.Thread(target=sender.run)
     thread.start()
