@@ -18,6 +18,7 @@ import pytest
 
 from functions import reconcile as reconcile_function
 from pipeline import jobs, services
+from pipeline.backends import Outgoing
 from pipeline.jira import JiraClient
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
@@ -192,12 +193,7 @@ def past_the_dedup_window(mp: pytest.MonkeyPatch) -> list[str]:
 
     def send_event(self: Queues, event: QueuedEvent, group: str) -> None:
         sent.append(event.event_id)
-        self.sqs.send_message(
-            QueueUrl=self.url("events"),
-            MessageBody=event.to_json(),
-            MessageGroupId=group,
-            MessageDeduplicationId=uuid.uuid4().hex,
-        )
+        self.bus.send(self.names["events"], [Outgoing(event.to_json(), group, uuid.uuid4().hex)])
 
     mp.setattr(Queues, "send_event", send_event)
     return sent
