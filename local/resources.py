@@ -27,8 +27,7 @@ def create_resources(settings: Settings) -> None:
 def create_embedded_queues(settings: Settings) -> None:
     from pipeline.backends.embedded import SqliteQueues
 
-    queues = services.queue_bus()
-    assert isinstance(queues, SqliteQueues)
+    queues = SqliteQueues(services.database())
     for source, dlq in settings.queue_pairs:
         queues.create(dlq, None, VISIBILITY_TIMEOUT)
         sync = source == settings.sync_queue

@@ -108,9 +108,8 @@ class LocalStack:
             from pipeline.backends.embedded import SqliteQueues
 
             import_moto_state(s.home, s.bucket, services.objects(), bus)
-            assert isinstance(bus, SqliteQueues)
             # Whatever a killed run had received is back on its queue at once, not after its visibility timeout.
-            if released := bus.release_in_flight():
+            if released := SqliteQueues(services.database()).release_in_flight():
                 log.info("%d messages a previous run had in hand are queued again", released)
         _ensure_bare_remote(s)
         _drop_stale_git_locks(s)

@@ -66,6 +66,9 @@ class Database:
         self._opened: list[sqlite3.Connection] = []
         self._opened_lock = threading.Lock()
         self._generation = 0  # bumped by close(): a thread's connection from before is opened again
+        # Writers of this process take turns here: SQLite's own lock makes a loser sleep and poll (up to 100 ms a
+        # try), which under load cost more than the writes; across processes SQLite's lock still decides.
+        self.write_turn = threading.Lock()
         self.connection().executescript(_SCHEMA)
         self.changed = threading.Condition()  # notified after each send in this process, so pollers wake at once
 
@@ -84,7 +87,7 @@ class Database:
 
     def write(self, fsync: bool = False) -> _Transaction:
         """A write transaction; `fsync`: on disk, with everything committed before it, when it returns."""
-        return _Transaction(self.connection(), fsync)
+        return _Transaction(self.connection(), fsync, self.write_turn)
 
     def close(self) -> None:
         """Close every thread's connection (a thread using the database afterwards opens a new one)."""
@@ -98,22 +101,34 @@ class Database:
 class _Transaction:
     """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on an exception: the write lock for the whole block."""
 
-    def __init__(self, conn: sqlite3.Connection, fsync: bool) -> None:
+    def __init__(self, conn: sqlite3.Connection, fsync: bool, turn: threading.Lock) -> None:
         self.conn = conn
         self.fsync = fsync
+        self.turn = turn
 
     def __enter__(self) -> sqlite3.Connection:
-        if self.fsync:
-            self.conn.execute("PRAGMA synchronous=FULL")
-        self.conn.execute("BEGIN IMMEDIATE")
+        self.turn.acquire()
+        try:
+            if self.fsync:
+                self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            self._restore()
+            raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         try:
             self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
+            self._restore()
+
+    def _restore(self) -> None:
+        try:
             if self.fsync:
                 self.conn.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            self.turn.release()
 
 
 def _etag(body: bytes) -> str:
