@@ -1,16 +1,17 @@
 """Reconcile (issue 7) against a fake Jira: a backfill of a site JSync has never seen, a catch-up after a few changes,
-and an idle re-run with nothing new; time and Jira requests for each.
+and an idle re-run with nothing new; time and Jira requests for each, on either backend.
 
 Each job runs through the real handlers (functions.reconcile, functions.writer, functions.committer), driven by the
-test harness's pollers against a moto server in a process of its own (as `python -m local` runs it) and a bare git
-remote in a temp dir. The reconcile step is run to the end first (until the job record says done), then the writer
-and committer drain the queues it filled: "reconcile alone" is the first part, "end to end" both. Deployed, the writer
-starts on the first fed change while reconcile goes on, so end to end is an upper bound.
+test harness's pollers against the backend `python -m local` would use: `embedded` (SQLite under a temp home, in
+this process) or `aws` (a moto server in a process of its own, as `JSYNC_BACKEND=aws` runs against it), and a bare
+git remote in a temp dir. The reconcile step is run to the end first (until the job record says done), then the
+writer and committer drain the queues it filled: "reconcile alone" is the first part, "end to end" both. Deployed,
+the writer starts on the first fed change while reconcile goes on, so end to end is an upper bound.
 
 The fake Jira (tests/fakejira.py) serves from a thread of this process, so its own work shares our GIL; the time it
-spends answering is reported so it can be told apart from JSync's. So is the time in S3 and SQS calls (to moto, whose
-FIFO queues take time in proportion to their backlog for every send and receive) and in the Jira client, so what is
-JSync's own work shows. Only loopback traffic.
+spends answering is reported so it can be told apart from JSync's. So is the time in object-store and queue calls
+(through the backend's ports, whichever backend) and in the Jira client, so what is JSync's own work shows. Only
+loopback traffic.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.gitserver import init_bare
-from local.stack import MotoProcess, free_port
+from bench.motoserver import AWS_ENV, MotoServer
 
 # Bench reuses the test suite's fake Jira (a seeded model served over loopback HTTP, with a log of every request) and
 # its pipeline harness (pollers running the real handlers); `tests` ships with the repository, not with the Lambdas.
@@ -38,11 +39,18 @@ from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
 # What a request to Jira was for; `census` is search/jql asking for ids only (the deletion check).
 KINDS = ("search", "census", "approximate_count", "bulk_changelog", "issue", "changelog", "lookup", "other")
 _LOOKUP = re.compile(r"/rest/api/[23]/(status|priority|project|issuetype|resolution|user)(/.*)?")
+SERVICES = ("objects", "queues", "jira")
+# The ports' methods the handlers call, timed on the shared instances (services.objects(), services.queue_bus()).
+_PORT_METHODS = {
+    "objects": ("put", "get", "delete", "list_keys", "folders"),
+    "queues": ("send", "receive", "delete", "change_visibility"),  # not depth: the bench's own drain polls it
+}
 _JOB_LIMIT_S = 1800  # a job that has not ended by then is reported as an error, not waited for
 
 
 class Meter:
-    """Counts and times calls by name: each AWS client's API calls (`s3.GetObject`) and the Jira client's requests."""
+    """Counts and times calls by name: each port's calls (`objects.get`, `queues.send`) and the Jira client's
+    requests."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
@@ -71,22 +79,28 @@ class Meter:
             calls0, seconds0 = before.get(key, (0, 0.0))
             if calls > calls0:
                 out[key] = {"calls": calls - calls0, "seconds": seconds - seconds0}
-        for service in ("s3", "sqs", "jira"):
+        for service in SERVICES:
             mine = [v for k, v in out.items() if k.split(".", 1)[0] == service]
             out[service] = {"calls": sum(v["calls"] for v in mine), "seconds": sum((v["seconds"] for v in mine), 0.0)}
         return out
 
 
+def _label(name: str) -> Callable[..., str]:
+    return lambda *_, **__: name
+
+
 @contextmanager
 def metered(meter: Meter) -> Iterator[None]:
-    """Time every S3 and SQS call the handlers make (through the shared clients) and every Jira request."""
+    """Time every object-store and queue call the handlers make (through the shared port instances) and every
+    Jira request."""
     from pipeline import services
     from pipeline.jira import JiraClient
 
-    for service in ("s3", "sqs"):
-        client = services.aws(service)
-        # Every operation method calls self._make_api_call(name, params): an instance attribute catches them all.
-        client._make_api_call = meter.timed(client._make_api_call, lambda op, _, s=service: f"{s}.{op}")
+    ports = {"objects": services.objects(), "queues": services.queue_bus()}
+    for service, port in ports.items():
+        for method in _PORT_METHODS[service]:
+            # An instance attribute shadows the class's method for every caller holding this instance.
+            setattr(port, method, meter.timed(getattr(port, method), _label(f"{service}.{method}")))
     original = JiraClient._json
     JiraClient._json = meter.timed(
         original, lambda _s, method, path, body=None, **_: f"jira.{request_kind(method, path, body)}"
@@ -95,6 +109,9 @@ def metered(meter: Meter) -> Iterator[None]:
         yield
     finally:
         JiraClient._json = original
+        for service, port in ports.items():
+            for method in _PORT_METHODS[service]:
+                vars(port).pop(method, None)
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,10 @@ class Plan:
 
 
 FULL = Plan(issues=500, max_changes=8, projects=("OPS", "PLAT"), catchup_changes=20)
-# Fewer changes per issue than FULL keeps the smoke run's share to ~10 s: the single writer takes ~50 ms an event.
-QUICK = Plan(issues=40, max_changes=4, projects=("OPS", "PLAT"), catchup_changes=20)
+# On aws (moto) a fifth of the site: moto's writer takes ~0.3 s a change on a busy machine (`--aws-full` for FULL).
+AWS_FULL = Plan(issues=100, max_changes=8, projects=("OPS", "PLAT"), catchup_changes=20)
+# Just enough for every job to do something: on aws (moto) each fed change costs the writer ~0.1-0.3 s.
+QUICK = Plan(issues=16, max_changes=2, projects=("OPS", "PLAT"), catchup_changes=5)
 
 
 class TimedFakeJira(FakeJira):
@@ -170,26 +189,31 @@ def environment(values: dict[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def run(workdir: Path, *, quick: bool, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    """Backfill, catch-up and idle re-run against one fresh environment; every figure in one dict."""
-    plan = QUICK if quick else FULL
-    out: dict[str, Any] = {"plan": asdict(plan)}
+def run(
+    workdir: Path,
+    *,
+    quick: bool,
+    backend: str = "embedded",
+    log: Callable[[str], None] = lambda _: None,
+    aws_full: bool = False,
+) -> dict[str, Any]:
+    """Backfill, catch-up and idle re-run against one fresh environment on `backend`; every figure in one dict."""
+    plan = QUICK if quick else (AWS_FULL if backend == "aws" and not aws_full else FULL)
+    out: dict[str, Any] = {"plan": asdict(plan), "backend": backend}
     workdir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     model = JiraModel(seed=plan.seed, projects=plan.projects, issues=plan.issues, max_changes=plan.max_changes)
     out["model_s"] = time.perf_counter() - started
     out["histories"] = sum(len(i.histories) for i in model.issues.values())
-    moto = MotoProcess(free_port())
+    moto = MotoServer(log=workdir.parent / f"moto-reconcile-{backend}.log") if backend == "aws" else None
     fake = TimedFakeJira(model)
     try:
         started = time.perf_counter()
-        moto.start()
+        if moto:
+            moto.start()
         fake.start()
         env = {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": f"http://127.0.0.1:{moto.port}",
+            "JSYNC_BACKEND": backend,
             "JSYNC_HOME": str(workdir / "home"),
             "JSYNC_GIT_REMOTE": str(init_bare(workdir / "remote.git")),
             "JSYNC_GIT_BRANCH": "main",
@@ -199,11 +223,14 @@ def run(workdir: Path, *, quick: bool, log: Callable[[str], None] = lambda _: No
             "JSYNC_JIRA_TOKEN": TOKEN,
             "POWERTOOLS_LOG_LEVEL": "WARNING",  # the handlers' per-event INFO lines would swamp the table
         }
+        if moto:
+            env.update(AWS_ENV, AWS_ENDPOINT_URL=moto.url)
         with environment(env):
             out.update(_jobs(model, fake, plan, started, log))
     finally:
         fake.stop()
-        moto.stop()
+        if moto:
+            moto.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
@@ -213,14 +240,13 @@ def _jobs(
 ) -> dict[str, Any]:
     # Imported here, after the environment is set: the handlers' loggers read their level when first imported.
     from local.resources import create_resources
-    from pipeline import services
     from pipeline.settings import get_settings
     from tests.harness import Pipeline
 
     for name in ("jsync-reconcile", "jsync-writer", "jsync-committer"):
         logging.getLogger(name).setLevel(logging.WARNING)
     settings = get_settings()
-    create_resources(settings, services.aws("s3"), services.aws("sqs"))
+    create_resources(settings)
     pipe = Pipeline(settings)
     out: dict[str, Any] = {"setup_s": time.perf_counter() - started}
     meter = Meter()
@@ -310,8 +336,8 @@ def _job(pipe: Any, fake: TimedFakeJira, meter: Meter) -> dict[str, Any]:
         "deletes_found": record["deletes_found"],
         "reconcile_s": reconcile_s,
         "fake_jira_serving_s": fake.serving_s - serving,
-        # Of reconcile_s: what neither Jira (client side, incl. the fake's answering) nor moto took.
-        "reconcile_own_s": reconcile_s - sum(reconcile_calls[s]["seconds"] for s in ("jira", "s3", "sqs")),
+        # Of reconcile_s: what neither Jira (client side, incl. the fake's answering) nor the backend took.
+        "reconcile_own_s": reconcile_s - sum(reconcile_calls[s]["seconds"] for s in SERVICES),
         "reconcile_calls": reconcile_calls,
         "events_queued_when_done": queued,
         "drain_s": finished - reconciled,

@@ -1,10 +1,11 @@
-"""The benchmarks still run: `python -m bench --quick` produces a figure in every section, reconcile included (no
-timing asserted)."""
+"""The benchmarks still run: `python -m bench --quick` produces a figure in every section, on both backends (embedded
+and aws against a moto server the bench starts), reconcile and the kill -9 run included (no timing asserted)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from numbers import Number
@@ -17,6 +18,7 @@ from dulwich.client import HTTPUnauthorized
 from bench.gitserver import GitServer, init_bare
 from bench.reconcile import request_kind
 from bench.report import render
+from bench.state import EmbeddedState
 from pipeline.gitstore import GitStore, Person, RemoteUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +60,7 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=240,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -72,35 +74,74 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
         number(results, "committer", size, "ratio")
         number(results, "cold_start", size, "seconds")
         number(results, "cold_start", size, "peak_rss_mb")
-    e2e = results["e2e"]
-    for section in ("ack", "to_s3", "to_git"):
-        for pct in ("p50_ms", "p95_ms", "p99_ms"):
-            number(e2e, "latency", section, pct)
-    assert e2e["latency"]["in_git"] == e2e["latency"]["sent"]
-    steps = e2e["sustained"]["steps"]
-    assert steps and all(isinstance(s["achieved_rate"], float) for s in steps)
-    number(e2e, "api", "p50_ms")
-    number(e2e, "api", "p95_ms")
-    number(e2e, "ingest_import", "importtime_cumulative_ms")
+    assert results["backends"] == ["embedded", "aws"]
+    for backend in results["backends"]:
+        e2e = results["e2e"][backend]
+        for section in ("ack", "to_store", "to_git", "api_under_load"):
+            for pct in ("p50_ms", "p95_ms", "p99_ms"):
+                number(e2e, "latency", section, pct)
+        assert e2e["latency"]["in_git"] == e2e["latency"]["sent"]
+        steps = e2e["sustained"]["steps"]
+        assert steps and all(isinstance(s["achieved_rate"], float) for s in steps)
+        number(e2e, "api", "p50_ms")
+        number(e2e, "api", "p95_ms")
+        number(e2e, "bulk", "last_ack_to_all_in_git_s")
+        assert e2e["bulk"]["in_git"] == e2e["bulk"]["events"]
+        reconcile = results["reconcile"][backend]
+        for job in ("backfill", "catchup", "idle"):
+            for key in ("reconcile_s", "reconcile_own_s", "drain_s", "end_to_end_s", "fake_jira_serving_s"):
+                number(reconcile, job, key)
+            number(reconcile, job, "reconcile_calls", "queues", "seconds")
+            number(reconcile, job, "requests", "total")
+            assert reconcile[job]["state"] == "succeeded", reconcile[job]
+        for key in ("reconcile_issues_per_s", "reconcile_changes_per_s", "end_to_end_issues_per_s"):
+            number(reconcile, "backfill", key)
+        assert number(reconcile, "backfill", "changes_fed") > 0
+        assert number(reconcile, "backfill", "requests_per_issue", "total") > 0
+        assert number(reconcile, "catchup", "changes_fed") > 0
+    # The kill -9 run, on embedded only in a quick run (on aws it waits out SQS's visibility timeout)
+    kill = results["e2e"]["embedded"]["kill"]
+    assert number(kill, "kills") >= 1 and number(kill, "accepted") > 0
+    for key in ("lost", "doubled_git", "drain_s"):
+        number(kill, key)
+    number(results, "ingest_import", "importtime_cumulative_ms")
     assert len(results["targets"]) == 7
-    reconcile = results["reconcile"]
-    for job in ("backfill", "catchup", "idle"):
-        for key in ("reconcile_s", "reconcile_own_s", "drain_s", "end_to_end_s", "fake_jira_serving_s"):
-            number(reconcile, job, key)
-        number(reconcile, job, "reconcile_calls", "sqs", "seconds")
-        number(reconcile, job, "requests", "total")
-        assert reconcile[job]["state"] == "succeeded", reconcile[job]
-    for key in ("reconcile_issues_per_s", "reconcile_changes_per_s", "end_to_end_issues_per_s"):
-        number(reconcile, "backfill", key)
-    assert number(reconcile, "backfill", "changes_fed") > 0
-    assert number(reconcile, "backfill", "requests_per_issue", "total") > 0
-    assert number(reconcile, "catchup", "changes_fed") > 0
+    rows = results["issue12"]
+    assert len(rows) == 7
+    for row in rows:
+        assert set(row["figures"]) == {"embedded", "aws"}
+        assert isinstance(row["figures"]["embedded"], Number), row
     headings = ("1. Committer", "2. Committer cold start", "3. End to end", "4. Ingest and API", "5. Reconcile")
-    for heading in (*headings, "Targets"):
+    for heading in (*headings, "Issue 12", "Targets"):
         assert heading in proc.stdout
+    for backend in ("embedded", "aws"):
+        assert f"3. End to end through the local stack on {backend}" in proc.stdout
+        assert f"(issue 7) on {backend}" in proc.stdout
     # What `--only reconcile` prints: that section alone
-    alone = render({**results, "sections": ["reconcile"], "targets": []})
-    assert "5. Reconcile" in alone and not any(h in alone for h in (*headings[:4], "Targets"))
+    alone = render({**results, "sections": ["reconcile"], "targets": [], "issue12": []})
+    assert "5. Reconcile" in alone and not any(h in alone for h in (*headings[:4], "Targets", "Issue 12"))
+
+
+def test_the_bench_reads_an_embedded_stacks_state_read_only(tmp_path: Path) -> None:
+    # Given an embedded backend's database with an object and a queued message
+    from pipeline.backends import Outgoing
+    from pipeline.backends.embedded import Database, SqliteObjects, SqliteQueues
+
+    db = Database(tmp_path / "jsync.db")
+    SqliteObjects(db).put("snapshots/1/2-e.json", b"{}")
+    queues = SqliteQueues(db)
+    queues.create("q.fifo", None, 60)
+    queues.send("q.fifo", [Outgoing("{}", "g", "d")])
+    # When the bench reads it
+    state = EmbeddedState(tmp_path / "jsync.db")
+    # Then it sees both, and cannot write
+    assert state.keys("snapshots/") == {"snapshots/1/2-e.json"}
+    assert state.get("snapshots/1/2-e.json") == b"{}" and state.get("nope") is None
+    assert state.depth("q.fifo") == 1
+    with pytest.raises(sqlite3.OperationalError):
+        state._db().execute("DELETE FROM objects")
+    state.close()
+    db.close()
 
 
 def test_jira_requests_are_counted_by_what_they_are_for() -> None:
