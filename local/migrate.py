@@ -21,7 +21,7 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,16 +47,20 @@ class MigrationReport:
     moved_to: Path  # where `state/` is now
 
 
-def import_moto_state(home: Path, bucket: str, objects: ObjectStore, queues: QueueBus) -> MigrationReport | None:
+def import_moto_state(
+    home: Path, bucket: str, objects: ObjectStore, queues: QueueBus, flush: Callable[[], None] = lambda: None
+) -> MigrationReport | None:
     """Import `home/state/` (objects, then queued messages) and rename it; None when there is no `state/`.
 
     The caller creates the queues first: a message for a queue that does not exist raises MigrationError and
-    leaves `state/` in place, to be imported again once it does."""
+    leaves `state/` in place, to be imported again once it does. `flush` puts everything imported on disk before
+    the old copy is renamed (the embedded store fsyncs object writes lazily)."""
     state = home / "state"
     if not state.is_dir():
         return None
     imported_objects = _import_objects(state, bucket, objects)
     imported_messages = _import_messages(state, queues)
+    flush()
     moved_to = _retire(state)
     log.info(
         "imported %d objects and %d queued messages from the moto-era %s; it is now %s",

@@ -107,7 +107,7 @@ class LocalStack:
             from local.migrate import import_moto_state
             from pipeline.backends.embedded import SqliteQueues
 
-            import_moto_state(s.home, s.bucket, services.objects(), bus)
+            import_moto_state(s.home, s.bucket, services.objects(), bus, services.database().checkpoint)
             # Whatever a killed run had received is back on its queue at once, not after its visibility timeout.
             if released := SqliteQueues(services.database()).release_in_flight():
                 log.info("%d messages a previous run had in hand are queued again", released)

@@ -262,9 +262,9 @@ BACKENDS = ("embedded", "aws")
 
 
 def _backend(e: dict[str, str]) -> str:
-    # A Lambda function is always on AWS, whatever its environment says.
+    # A Lambda function has no disk to keep an embedded store on: AWS unless told otherwise (deployed, it is told).
     default = "aws" if e.get("AWS_LAMBDA_FUNCTION_NAME") else "embedded"
-    backend = (e.get("JSYNC_BACKEND") or default).strip().lower()
+    backend = (e.get("JSYNC_BACKEND") or "").strip().lower() or default
     if backend not in BACKENDS:
         raise ValueError(f"JSYNC_BACKEND={backend!r}: use one of {', '.join(BACKENDS)}")
     return backend

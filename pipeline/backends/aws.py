@@ -7,6 +7,7 @@ this module only translates. Redrive uses an SQS message move task where the end
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, RedriveError, StoredObject
+
+log = logging.getLogger("jsync.queues")
 
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
@@ -139,9 +142,12 @@ class SqsQueues:
     def delete(self, queue: str, receipts: list[str]) -> None:
         for start in range(0, len(receipts), 10):
             chunk = receipts[start : start + 10]
-            self.sqs.delete_message_batch(
+            answer = self.sqs.delete_message_batch(
                 QueueUrl=self.url(queue), Entries=[{"Id": str(i), "ReceiptHandle": r} for i, r in enumerate(chunk)]
             )
+            for failed in answer.get("Failed", []):
+                # The message comes back after its visibility timeout and is handled again (idempotently).
+                log.warning("could not delete a message from %s: %s", queue, failed.get("Code"))
 
     def change_visibility(self, queue: str, receipt: str, seconds: int) -> None:
         self.sqs.change_message_visibility(QueueUrl=self.url(queue), ReceiptHandle=receipt, VisibilityTimeout=seconds)

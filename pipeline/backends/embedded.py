@@ -17,6 +17,7 @@ What it guarantees, the same as S3 and SQS do for the pipeline:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sqlite3
@@ -29,7 +30,6 @@ from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, Red
 
 DEDUP_WINDOW_MS = 5 * 60 * 1000
 MAX_RECEIVE_COUNT = 5
-_TOP = "\U0010ffff"  # above every character a key can hold: the end of a prefix's range
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_by_queue ON messages (queue, seq);
 CREATE INDEX IF NOT EXISTS messages_in_flight ON messages (queue, visible_at_ms);
+CREATE INDEX IF NOT EXISTS messages_by_receipt ON messages (receipt) WHERE receipt IS NOT NULL;
 CREATE TABLE IF NOT EXISTS dedup (
     queue TEXT NOT NULL, dedup_id TEXT NOT NULL, expires_ms INTEGER NOT NULL, PRIMARY KEY (queue, dedup_id)
 ) WITHOUT ROWID;
@@ -63,7 +64,9 @@ class Database:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._opened: list[sqlite3.Connection] = []
+        # Every thread's connection, so that close() reaches them and a finished thread's is closed (health and
+        # the API read from short-lived pool threads; their connections would otherwise hold files open).
+        self._opened: dict[threading.Thread, sqlite3.Connection] = {}
         self._opened_lock = threading.Lock()
         self._generation = 0  # bumped by close(): a thread's connection from before is opened again
         # Writers of this process take turns here: SQLite's own lock makes a loser sleep and poll (up to 100 ms a
@@ -74,61 +77,110 @@ class Database:
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None or getattr(self._local, "generation", -1) != self._generation:
-            # check_same_thread off only so that close() may close every thread's connection; each is still used
-            # by its own thread alone.
-            conn = sqlite3.connect(self.path, isolation_level=None, timeout=60, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+        if conn is not None and getattr(self._local, "generation", -1) == self._generation:
+            return conn
+        # check_same_thread off only so that close() may close a finished thread's connection; each is still used
+        # by its own thread alone.
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT_S, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        with self._opened_lock:
+            for thread in [t for t in self._opened if not t.is_alive()]:
+                self._opened.pop(thread).close()
+            previous = self._opened.pop(threading.current_thread(), None)
+            if previous is not None:
+                previous.close()
+            self._opened[threading.current_thread()] = conn
             self._local.conn, self._local.generation = conn, self._generation
-            with self._opened_lock:
-                self._opened.append(conn)
         return conn
+
+    def forget_connection(self) -> None:
+        """Drop this thread's connection (left mid-transaction by a failure): the next call opens a new one."""
+        with self._opened_lock:
+            conn = self._opened.pop(threading.current_thread(), None)
+            self._local.conn = None
+        if conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                conn.close()
 
     def write(self, fsync: bool = False) -> _Transaction:
         """A write transaction; `fsync`: on disk, with everything committed before it, when it returns."""
-        return _Transaction(self.connection(), fsync, self.write_turn)
+        return _Transaction(self, fsync)
 
     def close(self) -> None:
-        """Close every thread's connection (a thread using the database afterwards opens a new one)."""
+        """Close this thread's connection and those of finished threads; a thread still running keeps its own
+        until it ends (closing it under a running statement could crash the interpreter), and any thread using
+        the database afterwards opens a new one."""
         with self._opened_lock:
             self._generation += 1
-            for conn in self._opened:
-                conn.close()
-            self._opened.clear()
+            for thread in list(self._opened):
+                if thread is threading.current_thread() or not thread.is_alive():
+                    self._opened.pop(thread).close()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database file and fsync it: every write so far survives a power cut."""
+        self.connection().execute("PRAGMA wal_checkpoint(FULL)").fetchall()
+
+
+LOCK_TIMEOUT_S = 60
 
 
 class _Transaction:
     """`BEGIN IMMEDIATE` ... `COMMIT`, or `ROLLBACK` on an exception: the write lock for the whole block."""
 
-    def __init__(self, conn: sqlite3.Connection, fsync: bool, turn: threading.Lock) -> None:
-        self.conn = conn
+    def __init__(self, db: Database, fsync: bool) -> None:
+        self.db = db
+        self.conn = db.connection()
         self.fsync = fsync
-        self.turn = turn
 
     def __enter__(self) -> sqlite3.Connection:
-        self.turn.acquire()
+        if not self.db.write_turn.acquire(timeout=LOCK_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked (another writer held it for a minute)")
         try:
             if self.fsync:
                 self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self._restore()
+            self._end(rollback=True)
             raise
         return self.conn
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        try:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            self._restore()
+        self._end(rollback=exc_type is not None)
 
-    def _restore(self) -> None:
+    def _end(self, rollback: bool) -> None:
+        """Commit or roll back, and leave the connection outside any transaction whatever fails: a transaction
+        left open would hold SQLite's write lock against every other writer."""
         try:
-            if self.fsync:
-                self.conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK" if rollback else "COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+            finally:
+                if self.conn.in_transaction:
+                    self.db.forget_connection()
+                elif self.fsync:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("PRAGMA synchronous=NORMAL")
         finally:
-            self.turn.release()
+            self.db.write_turn.release()
+
+
+def _past(prefix: str) -> str:
+    """The smallest string above every string that starts with `prefix` (SQLite compares UTF-8 bytes, which
+    orders as code points, as S3 does)."""
+    chars = list(prefix)
+    while chars:
+        code = ord(chars.pop()) + 1
+        if code == 0xD800:
+            code = 0xE000  # no key holds a surrogate
+        if code <= 0x10FFFF:
+            return "".join(chars) + chr(code)
+    return "\U0010ffff" * 2  # an empty prefix: above any key a JSync path can be
 
 
 def _etag(body: bytes) -> str:
@@ -181,7 +233,7 @@ class SqliteObjects:
             self.db.connection()
             .execute(
                 "SELECT key FROM objects WHERE key >= ? AND key > ? AND key < ? ORDER BY key LIMIT ?",
-                (prefix, start_after or "", prefix + _TOP, limit + 1),
+                (prefix, start_after or "", _past(prefix), limit + 1),
             )
             .fetchall()
         )
@@ -191,21 +243,21 @@ class SqliteObjects:
     def folders(self, prefix: str) -> list[str]:
         # Skip from one folder to the next instead of reading every key below them.
         found: list[str] = []
-        after = prefix
         conn = self.db.connection()
+        low, end = prefix, _past(prefix)
         while True:
             row = conn.execute(
-                "SELECT key FROM objects WHERE key > ? AND key < ? ORDER BY key LIMIT 1", (after, prefix + _TOP)
+                "SELECT key FROM objects WHERE key >= ? AND key < ? ORDER BY key LIMIT 1", (low, end)
             ).fetchone()
             if row is None:
                 return found
             rest = row[0][len(prefix) :]
             if "/" not in rest:
-                after = row[0]
+                low = row[0] + "\x00"  # the next key after this one
                 continue
             folder = prefix + rest.split("/", 1)[0] + "/"
             found.append(folder)
-            after = folder + _TOP
+            low = _past(folder)
 
     def check(self) -> str:
         self.db.connection().execute("SELECT 1 FROM objects LIMIT 1").fetchall()
@@ -323,10 +375,11 @@ class SqliteQueues:
     def depth(self, queue: str) -> Depth:
         conn = self.db.connection()
         self._queue(conn, queue)
+        now = _now_ms()
         waiting, in_flight = conn.execute(
             "SELECT COALESCE(SUM(visible_at_ms <= ?), 0), COALESCE(SUM(visible_at_ms > ?), 0)"
             " FROM messages WHERE queue = ?",
-            (_now_ms(), _now_ms(), queue),
+            (now, now, queue),
         ).fetchone()
         return Depth(int(waiting), int(in_flight))
 
