@@ -103,6 +103,16 @@ class Database:
             with contextlib.suppress(sqlite3.Error):
                 conn.close()
 
+    def run(self, sql: str, params: tuple[object, ...]) -> int:
+        """One write statement in its own implicit transaction (atomic, like any SQLite statement); returns how many
+        rows it changed."""
+        if not self.write_turn.acquire(timeout=LOCK_TIMEOUT_S):
+            raise sqlite3.OperationalError("database is locked (another writer held it for a minute)")
+        try:
+            return self.connection().execute(sql, params).rowcount
+        finally:
+            self.write_turn.release()
+
     def write(self, fsync: bool = False) -> _Transaction:
         """A write transaction; `fsync`: on disk, with everything committed before it, when it returns."""
         return _Transaction(self, fsync)
@@ -202,18 +212,26 @@ class SqliteObjects:
         if_match: str | None = None,
         if_none_match: bool = False,
     ) -> str:
-        etag = _etag(body)
-        with self.db.write() as db:
-            if if_match is not None or if_none_match:
-                row = db.execute("SELECT etag FROM objects WHERE key = ?", (key,)).fetchone()
-                if if_none_match and row is not None:
-                    raise PreconditionFailed(key)
-                if if_match is not None and (row is None or row[0] != if_match):
-                    raise PreconditionFailed(key)
-            db.execute(
-                "INSERT OR REPLACE INTO objects (key, body, etag, content_type, modified_ms) VALUES (?, ?, ?, ?, ?)",
-                (key, body, etag, content_type, _now_ms()),
+        etag, now = _etag(body), _now_ms()
+        # One statement each, so one implicit transaction: the condition and the write are atomic together.
+        if if_none_match:
+            written = self.db.run(
+                "INSERT INTO objects (key, body, etag, content_type, modified_ms) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, body, etag, content_type, now),
             )
+        elif if_match is not None:
+            written = self.db.run(
+                "UPDATE objects SET body = ?, etag = ?, content_type = ?, modified_ms = ? WHERE key = ? AND etag = ?",
+                (body, etag, content_type, now, key, if_match),
+            )
+        else:
+            written = self.db.run(
+                "INSERT OR REPLACE INTO objects (key, body, etag, content_type, modified_ms) VALUES (?, ?, ?, ?, ?)",
+                (key, body, etag, content_type, now),
+            )
+        if not written:
+            raise PreconditionFailed(key)
         return etag
 
     def get(self, key: str) -> StoredObject | None:
@@ -225,8 +243,7 @@ class SqliteObjects:
         return StoredObject(bytes(row[0]), row[1], row[2]) if row else None
 
     def delete(self, key: str) -> None:
-        with self.db.write() as db:
-            db.execute("DELETE FROM objects WHERE key = ?", (key,))
+        self.db.run("DELETE FROM objects WHERE key = ?", (key,))
 
     def list_keys(self, prefix: str, start_after: str | None = None, limit: int = 1000) -> tuple[list[str], bool]:
         rows = (
