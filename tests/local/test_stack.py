@@ -203,3 +203,28 @@ def test_make_run_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -
     with sqlite3.connect(home / "jsync.db") as db:
         (queued,) = db.execute("SELECT COUNT(*) FROM messages").fetchone()
     assert remote_commits(str(home / "remote.git"), "main") or queued
+
+
+def test_the_stack_keeps_its_own_remote_packed(stack: LocalStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every push adds a pack to the remote; past the threshold the stack repacks its own remote between batches
+    import local.stack
+
+    monkeypatch.setattr(local.stack, "_PACKS_BEFORE_REPACK", 2)
+    base = json.loads(fixture_bytes("issue_updated.json"))
+    for n in range(6):
+        base["timestamp"] += 1000
+        base["issue"]["fields"]["summary"] = f"edit {n}"
+        base["changelog"] = {"id": str(88000 + n), "items": []}
+        r = httpx.post(
+            stack.urls.webhook,
+            content=json.dumps(base).encode(),
+            headers={"content-type": "application/json", "x-atlassian-webhook-identifier": f"pk-{n}"},
+            timeout=10,
+        )
+        assert r.status_code == 202
+        stack.wait_idle()
+    remote = Path(stack.settings.git_remote)
+    assert len(list((remote / "objects" / "pack").glob("*.pack"))) <= 3
+    assert len(remote_commits(str(remote), "main")) == 6
+    check = subprocess.run(["git", "--git-dir", str(remote), "fsck", "--no-progress"], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
