@@ -1,4 +1,5 @@
-"""SQS batch from the commits queue -> commits on the git branch, one push per batch -> partial-batch response."""
+"""A bell (or the schedule's) -> drain the commits queue: everything ready, one commit per change, one push per
+batch of up to a thousand -> the bells are done, whatever git said: the changes wait on their own queue."""
 
 from __future__ import annotations
 
@@ -9,55 +10,69 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import services
-from pipeline.commits import commit_batch
+from pipeline.commits import BatchResult, commit_batch
+from pipeline.drain import Bounds, drain
 from pipeline.gitstore import PushRejected, RemoteUnavailable
 from pipeline.messages import Change
 from pipeline.settings import get_settings
 
 logger = Logger(service="jsync-committer")
+_MARGIN_SECONDS = 30  # stop starting batches this long before Lambda's timeout: a batch and its push fit in it
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    records = event.get("Records") or []
-    changes: list[Change] = []
-    for record in records:
-        try:
-            changes.append(Change.from_json(record["body"]))
-        except (KeyError, TypeError, ValueError):
-            logger.error(
-                "unreadable change; it and the rest of the batch wait for retry",
-                extra={"message_id": record.get("messageId")},
-            )
-            break
+    settings = get_settings()
+    deadline = time.monotonic() + _remaining_seconds(context) - _MARGIN_SECONDS
     try:
         git = services.git_store()
-        reaches_remote = not git.fetched  # a batch of replays alone never talks to the remote: nothing to report
-        result = commit_batch(changes, git, services.git_records(), _document)
+        # Ask the remote first: while it is down, changes stay queued, untouched, and use up none of their receives.
+        git.fetch()
+        result = drain(
+            services.queue_bus(),
+            settings.commits_queue,
+            lambda changes: _commit(changes, git),
+            Bounds(settings.commit_batch_changes, settings.commit_batch_seconds, settings.commit_visibility_seconds),
+            lambda: deadline - time.monotonic(),
+        )
     except RemoteUnavailable as exc:
-        # Nothing of the batch reached the remote: all of it goes back to the queue.
-        logger.exception("git remote unavailable; the batch will be retried")
+        logger.exception("git remote unavailable; the changes wait on the commits queue")
         _record_push_failure(f"RemoteUnavailable: {exc}")
         services.forget_git()
-        return _failures(records)
+        return _done()
     except PushRejected as exc:
-        logger.exception("the branch kept moving under every push; the batch will be retried")
+        logger.exception("the branch kept moving under every push; the changes will be retried")
         _record_push_failure(f"PushRejected: {exc}")
-        return _failures(records)
+        return _done()
     except Exception:
-        logger.exception("batch not committed; it will be retried")
-        return _failures(records)
-    logger.info("committed", extra={"commits": len(result.commits), "skipped": len(result.skipped)})
-    if reaches_remote or result.commits:
-        _record_push(git.tip.decode() if git.tip else None)
-    return _failures(records[result.processed :])
+        # What the batch held comes back when its visibility timeout ends; anything it pushed is then recognised.
+        logger.exception("batch not finished; its changes come back after their visibility timeout")
+        return _done()
+    logger.info(
+        "drained",
+        extra={"pushes": result.pushes, "commits": result.commits, "skipped": result.skipped, "left": result.left},
+    )
+    _record_push(git.tip.decode() if git.tip else None)
+    return _done()
+
+
+def _commit(changes: list[Change], git: Any) -> BatchResult:
+    return commit_batch(changes, git, services.git_records(), _document)
 
 
 def _document(change: Change) -> Any:
     return json.loads(services.store().get_bytes(change.snapshot_key))["issue"]
 
 
-def _failures(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+def _remaining_seconds(context: Any) -> float:
+    try:
+        return float(context.get_remaining_time_in_millis()) / 1000
+    except AttributeError:  # called without a Lambda context (a script, a test): a Lambda's worth
+        return 120.0
+
+
+def _done() -> dict[str, Any]:
+    # The bells are spent either way: the schedule rings again, and a change never depends on its bell surviving.
+    return {"batchItemFailures": []}
 
 
 def _record_push(tip: str | None) -> None:

@@ -31,7 +31,8 @@ def create_embedded_queues(settings: Settings) -> None:
     for source, dlq in settings.queue_pairs:
         queues.create(dlq, None, VISIBILITY_TIMEOUT)
         sync = source == settings.sync_queue
-        queues.create(source, dlq, SYNC_VISIBILITY_TIMEOUT if sync else VISIBILITY_TIMEOUT, content_dedup=sync)
+        by_content = sync or source == settings.bell_queue
+        queues.create(source, dlq, SYNC_VISIBILITY_TIMEOUT if sync else VISIBILITY_TIMEOUT, content_dedup=by_content)
 
 
 def create_aws_resources(settings: Settings, s3: Any, sqs: Any) -> None:
@@ -48,6 +49,12 @@ def create_aws_resources(settings: Settings, s3: Any, sqs: Any) -> None:
             settings.sync_queue,
             settings.sync_dlq,
             {"VisibilityTimeout": str(SYNC_VISIBILITY_TIMEOUT), "ContentBasedDeduplication": "true"},
+        ),
+        # By body too, as deployed, where EventBridge's schedule rings it and sets no deduplication id.
+        (
+            settings.bell_queue,
+            settings.bell_dlq,
+            {"VisibilityTimeout": str(VISIBILITY_TIMEOUT), "ContentBasedDeduplication": "true"},
         ),
     ]
     for source, dlq, extra in queues:

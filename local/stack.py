@@ -119,7 +119,8 @@ class LocalStack:
 
         # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
         consumers = [(f"writer-{n}", s.events_queue, writer.lambda_handler) for n in range(_WRITERS)]
-        consumers.append(("committer", s.commits_queue, _with_upkeep(committer.lambda_handler, _remote_upkeep(s))))
+        # The committer is woken by the bell queue and drains the commits queue itself, as deployed.
+        consumers.append(("committer", s.bell_queue, _with_upkeep(committer.lambda_handler, _remote_upkeep(s))))
         locks = {queue: threading.Lock() for _, queue, _ in consumers}
         for name, queue, handler in consumers:
             self.pollers.append(Poller(name, bus, queue, handler, self.retry_delay, receive_lock=locks[queue]))
@@ -198,6 +199,16 @@ class LocalStack:
     def _schedule_periodically(self) -> None:
         while not self._scheduler_stop.wait(_SCHEDULE_EVERY):
             self._schedule_reconcile()
+            self._ring()
+
+    def _ring(self) -> None:
+        """What the deployed bell schedule does: changes no bell woke the committer for (a redrive from the
+        console, a committer that died mid-batch) are committed within a schedule period."""
+        try:
+            if services.queue_bus().depth(self.settings.commits_queue).waiting:
+                services.queues().ring()
+        except Exception:
+            log.exception("could not ring the committer's bell; will try again")
 
     def _schedule_reconcile(self) -> None:
         """What the deployed EventBridge rule does: put `{"scheduled": true, "time"}` on the sync queue when due."""

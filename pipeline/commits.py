@@ -12,6 +12,7 @@ from typing import Any
 from pipeline.gitstore import GitStore, Person, PushRejected, redact
 from pipeline.messages import Change
 from pipeline.snapshot import Order, canonical_json, git_path
+from pipeline.store import Store, StoreConflict, record_shard_key
 
 log = logging.getLogger(__name__)
 _PUSH_ATTEMPTS = 5
@@ -38,48 +39,116 @@ class GitRecord:
 class BatchResult:
     commits: list[str]  # event ids that became commits
     skipped: list[str]  # event ids already recorded (replays, older events) or changing nothing
-    processed: int  # changes dealt with, from the first; the rest are to be retried
+    left: list[int]  # positions of the changes not dealt with (one failed, and its issue's later ones): retry them
+
+    def done(self, count: int) -> list[int]:
+        """Positions, of `count` changes, that were dealt with."""
+        left = set(self.left)
+        return [i for i in range(count) if i not in left]
+
+
+RECORD_SHARDS = 64  # records are kept in this many objects: a push of many issues rewrites at most this many
 
 
 class GitRecords:
-    """Per-issue records kept in S3 (durable across cold starts), cached in memory while warm.
+    """What git holds per issue, in memory while warm, checkpointed in the store now and then.
 
-    They are written after each push, then the tip they describe. If the branch is past that tip (a crash
-    between push and records, or someone else's commit), the commits since it are read back for their
-    trailers, which say the same thing; so records never need to be right, only never ahead of git.
+    A checkpoint writes the shards (`gitstate/records/NN.json`) that changed, then the tip they describe
+    (`gitstate/_tip.json`). It is taken every `every_commits` commits or `every_seconds`, not per push: between
+    checkpoints the records are in git itself, in the trailers of the commits since the checkpoint's tip, which a
+    cold start reads back (`commit_batch` does). So the store holds a record per issue at a cost of a few writes
+    per thousand changes, and records are never ahead of git, only behind it by what the walk makes good.
+    Issues recorded before shards existed (`gitstate/<issue id>.json`) are read from there until a checkpoint
+    holds them.
     """
 
     def __init__(
         self,
-        load: Callable[[str], dict[str, Any] | None],
-        save: Callable[[str, dict[str, Any]], None],
-        load_tip: Callable[[], str | None],
-        save_tip: Callable[[str], None],
+        store: Store,
+        every_commits: int = 5_000,
+        every_seconds: float = 300.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._load, self._save, self._load_tip, self._save_tip = load, save, load_tip, save_tip
+        self.store = store
+        self.every_commits, self.every_seconds, self._clock = every_commits, every_seconds, clock
         self._cache: dict[str, GitRecord | None] = {}
-        self._tip: str | None = None
+        self._shards: dict[int, dict[str, Any]] = {}  # shard -> its records as last read or written
+        self._dirty: set[str] = set()  # issues recorded since the last checkpoint
+        self._tip: str | None = None  # the branch tip the records in memory describe
         self._tip_loaded = False
+        self._since_checkpoint = 0  # commits between the checkpoint's tip and ours
+        self._checkpointed_at = clock()
 
     def tip(self) -> str | None:
         """The branch tip the records describe."""
         if not self._tip_loaded:
-            self._tip, self._tip_loaded = self._load_tip(), True
+            self._tip, self._tip_loaded = self.store.committed_tip(), True
         return self._tip
 
     def get(self, issue_id: str) -> GitRecord | None:
         if issue_id not in self._cache:
-            data = self._load(issue_id)
+            data = self._shard(shard_of(issue_id)).get(issue_id) or self.store.gitstate(issue_id)
             self._cache[issue_id] = GitRecord.from_dict(data) if data else None
         return self._cache[issue_id]
 
-    def save(self, records: dict[str, GitRecord], tip: str | None) -> None:
+    def save(self, records: dict[str, GitRecord], tip: str | None, commits: int = 0) -> None:
+        """Remember `records` as of `tip` (`commits` new commits since the last save); checkpoint when due."""
         for issue_id, record in records.items():
-            self._save(issue_id, record.as_dict())
             self._cache[issue_id] = record
-        if tip and tip != self.tip():
-            self._save_tip(tip)
-            self._tip = tip
+            self._dirty.add(issue_id)
+        self.tip()
+        self._tip = tip or self._tip
+        self._since_checkpoint += commits
+        due = (
+            self._since_checkpoint >= self.every_commits or self._clock() - self._checkpointed_at >= self.every_seconds
+        )
+        if self._dirty and due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Write the changed shards, then the tip they describe. A crash in between leaves the old tip: the walk
+        from it finds the same records again."""
+        if self._tip is None:
+            return
+        by_shard: dict[int, dict[str, GitRecord]] = {}
+        for issue_id in self._dirty:
+            record = self._cache.get(issue_id)
+            if record is not None:
+                by_shard.setdefault(shard_of(issue_id), {})[issue_id] = record
+        for shard, records in sorted(by_shard.items()):
+            self._write_shard(shard, records)
+        self.store.put_committed_tip(self._tip)
+        self._dirty.clear()
+        self._since_checkpoint = 0
+        self._checkpointed_at = self._clock()
+
+    def _shard(self, shard: int) -> dict[str, Any]:
+        if shard not in self._shards:
+            found = self.store.read_json(record_shard_key(shard))
+            self._shards[shard] = dict(found.data.get("records") or {}) if found else {}
+        return self._shards[shard]
+
+    def _write_shard(self, shard: int, records: dict[str, GitRecord]) -> None:
+        # Compare-and-swap, keeping the newer record of each issue: a second committer (which never should run,
+        # but may) cannot take a record back to an older commit by writing over ours.
+        for _ in range(20):
+            found = self.store.read_json(record_shard_key(shard))
+            held = dict(found.data.get("records") or {}) if found else {}
+            for issue_id, record in records.items():
+                other = held.get(issue_id)
+                if other is None or Order.from_list(other["order"]) <= record.order:
+                    held[issue_id] = record.as_dict()
+            try:
+                self.store.write_json(record_shard_key(shard), {"records": held}, found)
+            except StoreConflict:
+                continue
+            self._shards[shard] = held
+            return
+        raise StoreConflict(record_shard_key(shard))
+
+
+def shard_of(issue_id: str) -> int:
+    return int(issue_id) % RECORD_SHARDS if issue_id.isdigit() else 0
 
 
 def commit_batch(
@@ -87,8 +156,8 @@ def commit_batch(
 ) -> BatchResult:
     """Commit every change git does not hold yet, push once, and replay on a fresh tip if the remote moved.
 
-    A change that cannot be committed stops the batch there (FIFO): the ones before it are pushed, it and the
-    rest are left for retry; `processed` says how many were dealt with.
+    Changes of one issue are in order; issues are independent. A change that cannot be committed holds back its
+    issue's later changes (they are left for retry, in `left`) while every other issue goes on.
     """
     if not git.fetched:
         git.fetch()
@@ -98,8 +167,12 @@ def commit_batch(
         staged: dict[str, GitRecord] = {}
         committed: list[str] = []
         skipped: list[str] = []
-        processed = 0
-        for change in changes:
+        left: list[int] = []
+        held_back: set[str] = set()
+        for position, change in enumerate(changes):
+            if change.issue_id in held_back:
+                left.append(position)
+                continue
             try:
                 record = (
                     staged.get(change.issue_id) or since_records.get(change.issue_id) or records.get(change.issue_id)
@@ -111,9 +184,9 @@ def commit_batch(
                     staged[change.issue_id], made = _stage(change, record, git, document)
                     (committed if made else skipped).append(change.event_id)
             except Exception:
-                log.exception("change %s cannot be committed; it and the rest wait for retry", change.event_id)
-                break
-            processed += 1
+                log.exception("change %s cannot be committed; its issue waits for retry", change.event_id)
+                held_back.add(change.issue_id)
+                left.append(position)
         try:
             git.push()
         except PushRejected:
@@ -123,8 +196,10 @@ def commit_batch(
             continue
         # Recorded only after the push took; a crash before this line is made good by _records_since.
         # What the walk since the recorded tip found is saved too, so records never lag behind git.
-        records.save({**since_records, **staged}, git.tip.decode() if git.tip else None)
-        return BatchResult(committed, skipped, processed)
+        records.save(
+            {**since_records, **staged}, git.tip.decode() if git.tip else None, len(committed) + len(since_records)
+        )
+        return BatchResult(committed, skipped, left)
     raise AssertionError("unreachable")
 
 
@@ -214,10 +289,16 @@ class PushLog:
     and the start of a run of failures across invocations.
     """
 
-    def __init__(self, load: Callable[[], dict[str, Any] | None], save: Callable[[dict[str, Any]], None]) -> None:
-        self._load, self._save = load, save
+    def __init__(
+        self,
+        load: Callable[[], dict[str, Any] | None],
+        save: Callable[[dict[str, Any]], None],
+        every_seconds: float = 60.0,
+    ) -> None:
+        self._load, self._save, self.every_seconds = load, save, every_seconds
         self._record: dict[str, Any] | None = None
         self._loaded = False
+        self._written_at: float | None = None  # when this process last wrote the record
 
     def _previous(self) -> dict[str, Any]:
         if not self._loaded:
@@ -225,9 +306,16 @@ class PushLog:
         return self._record or {}
 
     def pushed(self, tip: str | None, now: float) -> None:
+        """Record a good push; while pushes keep succeeding, at most once every `every_seconds` (health reads
+        "last push at", and a write a push would be a write a change when changes come one at a time)."""
+        previous = self._previous()
         at = _iso(now)
-        record = {**self._previous(), "ok": True, "attempt_at": at, "last_push": {"at": at, "tip": tip}}
-        self._write(record)
+        record = {**previous, "ok": True, "attempt_at": at, "last_push": {"at": at, "tip": tip}}
+        recent = self._written_at is not None and now - self._written_at < self.every_seconds
+        if previous.get("ok") is True and recent:
+            self._record = record
+            return
+        self._write(record, now)
 
     def failed(self, error: str, now: float, secrets: tuple[str | None, ...] = ()) -> None:
         """Record a failed push; `error` is cleaned of URL credentials and of each of `secrets` before it is kept."""
@@ -240,13 +328,14 @@ class PushLog:
             "attempt_at": at,
             "last_error": {"at": at, "since": since, "error": clean_error(error, secrets)},
         }
-        self._write(record)
+        self._write(record, now)
 
-    def _write(self, record: dict[str, Any]) -> None:
+    def _write(self, record: dict[str, Any], now: float) -> None:
         record.setdefault("last_push", None)
         record.setdefault("last_error", None)
         self._save(record)
         self._record = record
+        self._written_at = now
 
 
 def clean_error(text: str, secrets: tuple[str | None, ...] = ()) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from dulwich.client import LocalGitClient, default_urllib3_manager, get_transport_and_path
+from dulwich.file import FileLocked
 from dulwich.objects import Blob, Commit, ShaFile, Tree
 from dulwich.pack import REF_DELTA, UnpackedObject, full_unpacked_object
 from dulwich.repo import Repo
@@ -27,6 +28,7 @@ _MAX_PACKS = 32
 _EMPTY_TREE = RawTree.build([])
 
 logger = logging.getLogger("jsync.git")
+_FETCH_ATTEMPTS = 4  # a fetch that did not bring the tip it names is tried again this often
 
 
 class PushRejected(Exception):
@@ -108,13 +110,20 @@ class GitStore:
             sha = refs.get(ref)
             return [sha] if sha and (not only_new or sha not in self.repo.object_store) else []
 
-        try:
-            result = self._client.fetch(
-                self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=filter_spec
-            )
-        except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
-            raise RemoteUnavailable(describe_error(exc)) from None
-        tip = result.refs.get(ref)
+        for attempt in range(_FETCH_ATTEMPTS):
+            try:
+                result = self._client.fetch(
+                    self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=filter_spec
+                )
+            except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
+                raise RemoteUnavailable(describe_error(exc)) from None
+            tip = result.refs.get(ref)
+            # A local remote read while another push writes it can name a tip whose pack it did not yet see.
+            if not tip or tip in self.repo.object_store:
+                break
+            if attempt == _FETCH_ATTEMPTS - 1:
+                raise RemoteUnavailable(f"the remote's tip {tip.decode()[:12]} did not arrive")
+            time.sleep(0.05 * (attempt + 1))
         if tip:
             self.repo.refs[ref] = tip
         if restart:
@@ -144,6 +153,9 @@ class GitStore:
             result = self._client.send_pack(self._path, update_refs, pack)
         except PushRejected:
             raise
+        except FileLocked:
+            # Another push holds the branch's lock on a local remote: it is moving, as a rejection says.
+            raise PushRejected(self.ref.decode()) from None
         except Exception as exc:
             raise RemoteUnavailable(describe_error(exc)) from None
         failed = {ref: err for ref, err in (result.ref_status or {}).items() if err}

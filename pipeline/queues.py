@@ -1,38 +1,88 @@
-"""FIFO queues: where each message goes, with which group and deduplication id."""
+"""FIFO queues: where each message goes, with which group and deduplication id, sent ten to a call."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from pipeline.backends import Outgoing, QueueBus
 from pipeline.messages import Change, QueuedEvent
 
-COMMITS_GROUP = "commits"  # one group: the committer never runs twice at once
+BELL_GROUP = "committer"  # one group on the bell queue: the committer never runs twice at once
 SYNC_GROUP = "reconcile"  # one group: one reconcile job runs at a time
+_BATCH_MESSAGES = 10  # SendMessageBatch's limit
+_BATCH_BYTES = 1024 * 1024 - 16 * 1024  # and its payload limit (the sum of the bodies), less room for attributes
 
 
 class Queues:
-    """Sends to the events, commits and sync queues through the queue port."""
+    """Sends to the events, commits, bell and sync queues through the queue port."""
 
-    def __init__(self, bus: QueueBus, events_queue: str, commits_queue: str, sync_queue: str | None = None) -> None:
+    def __init__(
+        self,
+        bus: QueueBus,
+        events_queue: str,
+        commits_queue: str,
+        sync_queue: str | None = None,
+        bell_queue: str | None = None,
+    ) -> None:
         self.bus = bus
         self.names = {"events": events_queue, "commits": commits_queue}
         if sync_queue:
             self.names["sync"] = sync_queue
+        if bell_queue:
+            self.names["bell"] = bell_queue
 
     def send_event(self, event: QueuedEvent, group: str, dedup_id: str | None = None) -> None:
         """`dedup_id` defaults to the event id: a delivery Jira retries within SQS's 5 minutes is queued once."""
-        self.bus.send(self.names["events"], [Outgoing(event.to_json(), group, (dedup_id or event.event_id)[:128])])
+        self.send_events([(event, group, dedup_id)])
+
+    def send_events(self, events: list[tuple[QueuedEvent, str, str | None]]) -> None:
+        """(event, group, dedup id or None) each, in order, as few SendMessageBatch calls as the limits allow."""
+        outgoing = [Outgoing(e.to_json(), group, (dedup or e.event_id)[:128]) for e, group, dedup in events]
+        self._send("events", outgoing)
 
     def send_change(self, change: Change) -> None:
-        self.bus.send(self.names["commits"], [Outgoing(change.to_json(), COMMITS_GROUP, change_dedup_id(change))])
+        self.send_changes([change])
+
+    def send_changes(self, changes: list[Change]) -> None:
+        """Changes for git, grouped by issue (its order is kept, other issues go past), then the committer's bell."""
+        if not changes:
+            return
+        self._send("commits", [Outgoing(c.to_json(), c.issue_id, change_dedup_id(c)) for c in changes])
+        self.ring()
+
+    def ring(self) -> None:
+        """Wake the committer: it drains the commits queue. One bell a call, whatever it follows; a bell that finds
+        nothing to do costs one empty receive. Without a bell queue (older settings) changes wait for the schedule."""
+        if "bell" in self.names:
+            self.bus.send(self.names["bell"], [Outgoing('{"ring":true}', BELL_GROUP, uuid.uuid4().hex)])
 
     def send_sync(self, message: dict[str, Any]) -> None:
         """A reconcile job to start or continue; the body (job id and step) is its own deduplication id."""
         body = json.dumps(message, sort_keys=True, separators=(",", ":"))
         self.bus.send(self.names["sync"], [Outgoing(body, SYNC_GROUP, hashlib.sha256(body.encode()).hexdigest())])
+
+    def _send(self, queue: str, outgoing: list[Outgoing]) -> None:
+        for batch in batches(outgoing):
+            self.bus.send(self.names[queue], batch)
+
+
+def batches(outgoing: list[Outgoing]) -> Iterator[list[Outgoing]]:
+    """Consecutive runs of at most ten messages and at most SendMessageBatch's payload: order is kept."""
+    batch: list[Outgoing] = []
+    size = 0
+    for message in outgoing:
+        length = len(message.body.encode("utf-8"))
+        if batch and (len(batch) == _BATCH_MESSAGES or size + length > _BATCH_BYTES):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += length
+    if batch:
+        yield batch
 
 
 def change_dedup_id(change: Change) -> str:

@@ -138,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"would queue again {len(services.store().all_keys(UNREADABLE_PREFIX))} set-aside events")
             return 0
         moved = redrive_all(bus, queue_pairs)
+        if moved.get(settings.commits_dlq):
+            services.queues().ring()  # the committer drains them now rather than at the schedule's next bell
         retried = _retry_set_aside_of(args.stage if deployed else None)
         if retried is None:
             print("redrive: could not read the stack's BucketName output; events set aside were left", file=sys.stderr)

@@ -74,7 +74,7 @@ def store() -> Store:
 @lru_cache(maxsize=1)
 def queues() -> Queues:
     settings = get_settings()
-    return Queues(queue_bus(), settings.events_queue, settings.commits_queue, settings.sync_queue)
+    return Queues(queue_bus(), settings.events_queue, settings.commits_queue, settings.sync_queue, settings.bell_queue)
 
 
 @lru_cache(maxsize=1)
@@ -89,8 +89,7 @@ def git_store() -> GitStore:
 def git_records() -> GitRecords:
     from pipeline.commits import GitRecords
 
-    s = store()
-    return GitRecords(s.gitstate, s.put_gitstate, s.committed_tip, s.put_committed_tip)
+    return GitRecords(store())
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,10 @@ class Settings:
     sync_lookback_minutes: int = 30
     sync_every_hours: float = 24.0  # local stack's schedule (deployed: the EventBridge rule); 0 turns it off
     backend: str = "embedded"  # "embedded": SQLite under home; "aws": S3 and SQS through boto3
+    bell_queue: str = "jsync-local-bell.fifo"  # wakes the committer, which drains the commits queue itself
+    commit_batch_changes: int = 1_000  # the most one push carries
+    commit_batch_seconds: float = 5.0  # the longest the committer receives before it commits and pushes
+    commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/drain.py)
 
     @property
     def database(self) -> Path:
@@ -99,11 +103,12 @@ class Settings:
 
     @property
     def queue_pairs(self) -> tuple[tuple[str, str], ...]:
-        """Every queue with its dead-letter queue: (source, DLQ) for events, commits and sync, in that order."""
+        """Every queue with its dead-letter queue: (source, DLQ) for events, commits, sync and bell, in that order."""
         return (
             (self.events_queue, self.events_dlq),
             (self.commits_queue, self.commits_dlq),
             (self.sync_queue, self.sync_dlq),
+            (self.bell_queue, self.bell_dlq),
         )
 
     @property
@@ -117,6 +122,10 @@ class Settings:
     @property
     def commits_dlq(self) -> str:
         return dead_letter_name(self.commits_queue)
+
+    @property
+    def bell_dlq(self) -> str:
+        return dead_letter_name(self.bell_queue)
 
 
 JIRA_FIELDS = ("url", "email", "token")
@@ -255,6 +264,10 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         sync_lookback_minutes=int(e.get("JSYNC_SYNC_LOOKBACK_MINUTES", "30")),
         sync_every_hours=float(e.get("JSYNC_SYNC_EVERY_HOURS", "24")),
         backend=_backend(e),
+        bell_queue=e.get("JSYNC_BELL_QUEUE", f"jsync-{stage}-bell.fifo"),
+        commit_batch_changes=max(1, int(e.get("JSYNC_COMMIT_BATCH_CHANGES", "1000"))),
+        commit_batch_seconds=float(e.get("JSYNC_COMMIT_BATCH_SECONDS", "5")),
+        commit_visibility_seconds=int(e.get("JSYNC_COMMIT_VISIBILITY_SECONDS", "240")),
     )
 
 

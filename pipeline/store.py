@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -52,7 +53,7 @@ def latest_key(issue_id: str) -> str:
 
 
 VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
-_FAR_FUTURE_MS = MAX_EVENT_TIME_MS  # history keys count down from here so S3's ascending list is newest first
+_FAR_FUTURE_MS = MAX_EVENT_TIME_MS  # history positions count down from here so ascending is newest first
 
 
 def issue_key_index(key: str) -> str:
@@ -65,6 +66,7 @@ def project_prefix(project: str) -> str:
 
 
 def project_item_key(project: str, issue_id: str) -> str:
+    """An issue's membership of a project; the listing reads the rest from its latest state."""
     # Zero-padded ids list in numeric order, which is what the listing's cursor walks.
     return f"{project_prefix(project)}issues/{int(_check(_ISSUE_ID, issue_id, 'issue id')):020d}.json"
 
@@ -77,10 +79,25 @@ def history_prefix(issue_id: str) -> str:
     return f"index/history/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
 
 
-def history_item_key(issue_id: str, order: list[Any]) -> str:
+def history_position(issue_id: str, order: list[Any]) -> str:
+    """Where a captured event stands in its issue's history, as a string that sorts newest first.
+
+    Earlier versions stored one history item per event under this name; it is still the history cursor,
+    so a cursor handed out then still works.
+    """
     time_ms, changelog_id, event_id = int(order[0]), int(order[1]), str(order[2])
     countdown = f"{_FAR_FUTURE_MS - time_ms:013d}-{10**12 - 1 - min(changelog_id, 10**12 - 1):012d}"
     return f"{history_prefix(issue_id)}{countdown}-{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
+
+
+def history_position_time(position: str) -> int | None:
+    """The event time a history position names, or None if it names none."""
+    countdown = position.rsplit("/", 1)[-1].split("-", 1)[0]
+    return _FAR_FUTURE_MS - int(countdown) if countdown.isdigit() else None
+
+
+def snapshot_prefix(issue_id: str) -> str:
+    return f"snapshots/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
 
 
 def version_key(issue_id: str, version: str) -> str:
@@ -89,7 +106,8 @@ def version_key(issue_id: str, version: str) -> str:
 
 
 def changelog_marker_key(issue_id: str, entry: str) -> str:
-    """Which of an issue's changelog entries (by id, or `created`) are captured, whichever source brought them."""
+    """Which event claimed one of an issue's changelog entries (by id, or `created`), as earlier versions
+    recorded it; claims are now in the issue's latest state."""
     if entry != "created" and not entry.isdigit():
         raise ValueError(f"changelog entry {entry!r} is not safe in an S3 key")
     return f"{changelog_prefix(issue_id)}{entry}.json"
@@ -97,6 +115,11 @@ def changelog_marker_key(issue_id: str, entry: str) -> str:
 
 def changelog_prefix(issue_id: str) -> str:
     return f"index/changelogs/{_check(_ISSUE_ID, issue_id, 'issue id')}/"
+
+
+def short_event_id(event_id: str) -> str:
+    """How latest/ names an event in its claims: short, as an issue's latest state holds one per changelog entry."""
+    return hashlib.sha256(event_id.encode()).hexdigest()[:12]
 
 
 # Accepted events the writer could not interpret: kept raw, listed here for an operator (health shows them).
@@ -125,7 +148,13 @@ _COMMITTED_TIP = "gitstate/_tip.json"  # the branch tip the per-issue records de
 
 
 def gitstate_key(issue_id: str) -> str:
+    """Where the committer kept one issue's record before records were sharded (read, never written now)."""
     return f"gitstate/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
+
+
+def record_shard_key(shard: int) -> str:
+    """The committer's records of the issues whose id is `shard` modulo the number of shards."""
+    return f"gitstate/records/{int(shard):02d}.json"
 
 
 @dataclass(frozen=True)
@@ -197,8 +226,17 @@ class Store:
             self.put_json(key, data)  # deleted in between: nobody holds it, so we may
         return data
 
+    def exists(self, key: str) -> bool:
+        return self.objects.get(key) is not None
+
     def recorded_entries(self, issue_id: str) -> set[str]:
         """The changelog ids (and `created`) captured for an issue, by webhook or reconcile."""
+        found = self.latest(issue_id)
+        claimed = set((found.data.get("entries") or {}) if found else ())
+        return claimed | self.changelog_markers(issue_id)
+
+    def changelog_markers(self, issue_id: str) -> set[str]:
+        """The entries claimed by marker objects, as earlier versions did."""
         prefix = changelog_prefix(issue_id)
         return {key[len(prefix) :].removesuffix(".json") for key in self.all_keys(prefix)}
 
@@ -216,9 +254,6 @@ class Store:
     def gitstate(self, issue_id: str) -> dict[str, Any] | None:
         found = self.read_json(gitstate_key(issue_id))
         return found.data if found else None
-
-    def put_gitstate(self, issue_id: str, state: dict[str, Any]) -> None:
-        self.put_json(gitstate_key(issue_id), state)
 
     def committed_tip(self) -> str | None:
         found = self.read_json(_COMMITTED_TIP)

@@ -126,7 +126,7 @@ class Pipeline:
         self.settings = settings
         bus = services.queue_bus()
         self.writer = Poller("writer", bus, settings.events_queue, writer.lambda_handler, retry_delay=0)
-        self.committer = Poller("committer", bus, settings.commits_queue, committer.lambda_handler, retry_delay=0)
+        self.committer = Poller("committer", bus, settings.bell_queue, committer.lambda_handler, retry_delay=0)
         self.reconciler = Poller(
             "reconcile", bus, settings.sync_queue, reconcile.lambda_handler, retry_delay=0, timeout=900
         )
@@ -147,6 +147,8 @@ class Pipeline:
             handled = self.reconciler.poll_once() + self.writer.poll_once() + self.committer.poll_once()
             if handled == 0 and self.depth() == 0:
                 return
+            if handled == 0 and self.depth(self.settings.commits_queue):
+                services.queues().ring()  # what the deployed schedule does for changes no bell announced
         raise AssertionError("queues did not drain")
 
     def sync(self, project: str | None = None, since_ms: int | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
 from pipeline import services
+from pipeline.commits import GitRecords
 from pipeline.messages import Change
 from pipeline.queues import Queues
 from pipeline.store import Store
@@ -19,16 +20,16 @@ def test_crash_between_s3_write_and_commit_send_is_retried_without_duplicate(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given the commits queue refuses the first send, after latest/ was written
-    real_send = Queues.send_change
+    real_send = Queues.send_changes
     calls = {"n": 0}
 
-    def flaky(self: Queues, change: Change) -> None:
+    def flaky(self: Queues, changes: list[Change]) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("simulated crash before the send")
-        real_send(self, change)
+        real_send(self, changes)
 
-    monkeypatch.setattr(Queues, "send_change", flaky)
+    monkeypatch.setattr(Queues, "send_changes", flaky)
     pipeline.deliver(fixture_bytes("issue_created.json"), identifier="crash-1")
     # When the writer's first attempt dies and SQS redelivers
     pipeline.drain()
@@ -42,17 +43,20 @@ def test_crash_between_s3_write_and_commit_send_is_retried_without_duplicate(
 def test_committer_crash_after_push_before_record_adds_no_commit(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the committer's record write fails right after a successful push
-    real_put = Store.put_gitstate
+    # Given the committer dies right after a successful push, before it records it; its changes visible again at
+    # once, as after their visibility timeout
+    monkeypatch.setenv("JSYNC_COMMIT_VISIBILITY_SECONDS", "0")
+    services.reset()
+    real_save = GitRecords.save
     calls = {"n": 0}
 
-    def flaky(self: Store, issue_id: str, state: dict) -> None:
+    def flaky(self: GitRecords, *args: object, **kwargs: object) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("simulated crash after push")
-        real_put(self, issue_id, state)
+        real_save(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(Store, "put_gitstate", flaky)
+    monkeypatch.setattr(GitRecords, "save", flaky)
     pipeline.deliver(fixture_bytes("issue_created.json"), identifier="c-1")
     pipeline.deliver(fixture_bytes("issue_updated.json"), identifier="c-2")
     # When the batch is redelivered after the crash (a cold start forgets the warm cache, too)

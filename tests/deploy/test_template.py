@@ -20,8 +20,14 @@ TEMPLATE = BUILD / "cloudformation-template-update-stack.json"
 CREATE_TEMPLATE = BUILD / "cloudformation-template-create-stack.json"  # the first deploy's: the deployment bucket
 TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
 ROLES = ["IngestRole", "WriterRole", "CommitterRole", "ApiRole", "ReconcileRole"]
-SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue")
-QUEUES = (*SOURCE_QUEUES, "EventsDeadLetterQueue", "CommitsDeadLetterQueue", "SyncDeadLetterQueue")
+SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue", "BellQueue")
+QUEUES = (
+    *SOURCE_QUEUES,
+    "EventsDeadLetterQueue",
+    "CommitsDeadLetterQueue",
+    "SyncDeadLetterQueue",
+    "BellDeadLetterQueue",
+)
 
 pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
 
@@ -93,8 +99,8 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
         return queues, secrets
 
     assert touched("IngestRole") == ({"EventsQueue"}, {"webhook-secret"})
-    assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue"}, set())
-    assert touched("CommitterRole") == ({"CommitsQueue"}, {"git-token"})
+    assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue", "BellQueue"}, set())
+    assert touched("CommitterRole") == ({"CommitsQueue", "BellQueue"}, {"git-token"})
     api_queues, api_secrets = touched("ApiRole")
     assert api_queues == {*QUEUES}  # health reads every queue's depth, dead letters included
     # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
@@ -193,6 +199,7 @@ def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: d
         ("EventsQueue", "EventsDeadLetterQueue", "Writer"),
         ("CommitsQueue", "CommitsDeadLetterQueue", "Committer"),
         ("SyncQueue", "SyncDeadLetterQueue", "Reconcile"),
+        ("BellQueue", "BellDeadLetterQueue", "Committer"),
     ):
         queue = resources[source]["Properties"]
         dead = resources[dlq]["Properties"]
@@ -209,6 +216,7 @@ def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: d
     assert resources["SyncQueue"]["Properties"]["ContentBasedDeduplication"] is True
     assert resources["EventsQueue"]["Properties"]["ContentBasedDeduplication"] is False
     assert resources["CommitsQueue"]["Properties"]["ContentBasedDeduplication"] is False
+    assert resources["BellQueue"]["Properties"]["ContentBasedDeduplication"] is True  # the schedule rings it too
 
 
 def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) -> None:
@@ -222,6 +230,25 @@ def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) 
     reconcile = by_function[json.dumps({"Fn::GetAtt": ["ReconcileLambdaFunction", "Arn"]})]
     assert reconcile["EventSourceArn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
     assert reconcile["BatchSize"] == 1
+    # The committer is woken by its bell and receives the changes itself: the commits queue has no event source.
+    committer = by_function[json.dumps({"Fn::GetAtt": ["CommitterLambdaFunction", "Arn"]})]
+    assert committer["EventSourceArn"] == {"Fn::GetAtt": ["BellQueue", "Arn"]}
+    assert {"Fn::GetAtt": ["CommitsQueue", "Arn"]} not in [p["EventSourceArn"] for p in by_function.values()]
+
+
+def test_the_bell_rings_every_minute_from_eventbridge_and_only_from_its_rule(resources: dict[str, Any]) -> None:
+    rule = resources["BellSchedule"]["Properties"]
+    assert rule["ScheduleExpression"] == "rate(1 minute)" and rule["State"] == "ENABLED"
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Fn::GetAtt": ["BellQueue", "Arn"]}
+    assert target["SqsParameters"] == {"MessageGroupId": "committer"}
+    (statement,) = resources["BellQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Principal"] == {"Service": "events.amazonaws.com"}
+    assert statement["Action"] == "sqs:SendMessage"
+    assert statement["Condition"] == {"ArnEquals": {"aws:SourceArn": {"Fn::GetAtt": ["BellSchedule", "Arn"]}}}
+    for name in TIMEOUTS:
+        env = resources[f"{name}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        assert env["JSYNC_BELL_QUEUE"] == resources["BellQueue"]["Properties"]["QueueName"], name
 
 
 @pytest.mark.parametrize("template", [TEMPLATE, CREATE_TEMPLATE], ids=["update-stack", "create-stack"])
@@ -266,7 +293,7 @@ def test_front_doors(resources: dict[str, Any]) -> None:
 def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
     metrics = sorted((a["Namespace"], a["MetricName"]) for a in alarms)
-    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 3
+    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 4
     assert metrics.count(("AWS/SQS", "ApproximateAgeOfOldestMessage")) == 2
     assert metrics.count(("AWS/Lambda", "Errors")) == 5
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
@@ -279,6 +306,7 @@ def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> 
     assert refused["TreatMissingData"] == "notBreaching"
     watched = [json.dumps(a["Dimensions"]) for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
     assert sorted(d.split('"')[-4] for d in watched) == [
+        "BellDeadLetterQueue",
         "CommitsDeadLetterQueue",
         "EventsDeadLetterQueue",
         "SyncDeadLetterQueue",
@@ -302,8 +330,8 @@ def test_reconcile_schedule_is_off_by_default_and_queues_into_the_reconcile_grou
     assert json.loads(filled) == {"scheduled": True, "time": "2026-11-25T03:00:00Z"}
     # EventBridge may send to the sync queue, and only on behalf of this rule.
     policies = [r["Properties"] for r in of_type(resources, "AWS::SQS::QueuePolicy").values()]
-    assert [p["Queues"] for p in policies] == [[{"Ref": "SyncQueue"}]]
-    [statement] = policies[0]["PolicyDocument"]["Statement"]
+    assert sorted(json.dumps(p["Queues"]) for p in policies) == ['[{"Ref": "BellQueue"}]', '[{"Ref": "SyncQueue"}]']
+    [statement] = resources["SyncQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Principal"] == {"Service": "events.amazonaws.com"}
     assert as_list(statement["Action"]) == ["sqs:SendMessage"]
     assert statement["Resource"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}

@@ -1,15 +1,17 @@
-"""The committer Lambda (functions/committer.py): exact partial-batch answers, one push per batch, nothing lost.
+"""The committer Lambda (functions/committer.py): woken by a bell, it drains the commits queue in large batches,
+one push each, and loses nothing whatever fails.
 
-Changes come from the real commits queue after the real writer ran on delivered fixtures; the remote is the
-per-test bare git repository; the DLQ test goes through the moto FIFO queues and their redrive policy.
+Changes come from the real commits queue after the real writer ran on delivered fixtures, on both backends (SQS on
+a moto server, and the embedded SQLite queues); the remote is the per-test bare git repository.
 """
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import io
 import logging
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,26 +22,17 @@ from local.poller import LocalContext
 from local.resources import MAX_RECEIVE_COUNT
 from local.stack import free_port
 from pipeline import services
-from pipeline.backends.aws import received
+from pipeline.backends import Outgoing
 from pipeline.gitstore import GitStore
 from pipeline.messages import Change
-from pipeline.settings import Settings
-from pipeline.store import Store
-from tests.harness import Pipeline, fixture_bytes, receive_all, remote_commits
+from pipeline.queues import change_dedup_id
+from tests.conftest import fresh_environment
+from tests.harness import Pipeline, fixture_bytes
 
 TOKEN = "ghp_JSYNC-SECRET-TOKEN-7f3a9c1e5b"
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def _url(name: str) -> str:
-    return str(services.aws("sqs").get_queue_url(QueueName=name)["QueueUrl"])
-
-
-def _arn(name: str) -> str:
-    attrs = services.aws("sqs").get_queue_attributes(QueueUrl=_url(name), AttributeNames=["QueueArn"])
-    return str(attrs["Attributes"]["QueueArn"])
 
 
 def run_writer(pipeline: Pipeline) -> None:
@@ -50,53 +43,30 @@ def run_writer(pipeline: Pipeline) -> None:
     raise AssertionError("events queue did not drain")
 
 
-def raw_record(body: str, settings: Settings) -> dict[str, Any]:
-    """A hand-built record on the commits queue with an arbitrary body."""
-    message_id = str(uuid.uuid4())
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"AQEB{message_id}",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": "1764000000000",
-            "SenderId": "AROAEXAMPLE:jsync-writer",
-            "ApproximateFirstReceiveTimestamp": "1764000000000",
-            "SequenceNumber": "18849496460467696128",
-            "MessageGroupId": "commits",
-            "MessageDeduplicationId": hashlib.sha256(body.encode()).hexdigest(),
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{settings.region}:123456789012:{settings.commits_queue}",
-        "awsRegion": settings.region,
-    }
-
-
-def change_records(pipeline: Pipeline, deliveries: list[tuple[str, str]]) -> list[dict[str, Any]]:
-    """Deliver fixtures through ingest, run the writer, and take the changes off the real commits queue."""
+def queue_changes(pipeline: Pipeline, deliveries: list[tuple[str, str]]) -> None:
+    """Deliver fixtures through ingest and run the writer: their changes wait on the real commits queue."""
     for name, identifier in deliveries:
         assert pipeline.deliver(fixture_bytes(name), identifier=identifier)["statusCode"] == 202
     run_writer(pipeline)
-    queue = pipeline.settings.commits_queue
-    # The test now holds them as records: delete them so the in-flight group does not hold back later receives.
-    messages = receive_all(_url(queue), delete=True)
-    assert len(messages) == len(deliveries), "every delivery should advance its issue"
-    arn = _arn(queue)
-    return [received(m).lambda_record(arn) for m in messages]
 
 
-def event_ids(records: list[dict[str, Any]]) -> list[str]:
-    return [Change.from_json(r["body"]).event_id for r in records]
+def send_raw(pipeline: Pipeline, body: str, group: str) -> None:
+    services.queue_bus().send(pipeline.settings.commits_queue, [Outgoing(body, group, uuid.uuid4().hex)])
 
 
-def invoke(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return committer.lambda_handler({"Records": records}, LocalContext("jsync-committer", str(uuid.uuid4())))
+def send_change(pipeline: Pipeline, change: Change) -> None:
+    bus = services.queue_bus()
+    bus.send(pipeline.settings.commits_queue, [Outgoing(change.to_json(), change.issue_id, change_dedup_id(change))])
 
 
-def failures(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+def invoke() -> dict[str, Any]:
+    """What the bell's event source does: the committer with a batch of one bell."""
+    bell = {"messageId": str(uuid.uuid4()), "body": '{"ring":true}', "attributes": {"MessageGroupId": "committer"}}
+    return committer.lambda_handler({"Records": [bell]}, LocalContext("jsync-committer", str(uuid.uuid4())))
+
+
+def waiting(pipeline: Pipeline) -> int:
+    return pipeline.depth(pipeline.settings.commits_queue)
 
 
 def committed(pipeline: Pipeline) -> list[str]:
@@ -112,6 +82,13 @@ def assert_linear(pipeline: Pipeline) -> None:
         assert commits[-1].parents == []
 
 
+def assert_in_issue_order(pipeline: Pipeline, changes: list[Change]) -> None:
+    done = committed(pipeline)
+    for issue in {c.issue_id for c in changes}:
+        mine = [c.event_id for c in changes if c.issue_id == issue]
+        assert [e for e in done if e in mine] == mine
+
+
 def count_pushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Spy on GitStore.push; each entry is one push call."""
     calls: list[int] = []
@@ -125,170 +102,335 @@ def count_pushes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-# --- tests ---------------------------------------------------------------------------------------
+def expire_in_flight(pipeline: Pipeline) -> None:
+    """What a visibility timeout does after a committer died: everything it held is visible again."""
+    bus, queue = services.queue_bus(), pipeline.settings.commits_queue
+    for receipt in held_receipts:
+        with contextlib.suppress(Exception):  # deleted meanwhile (a spent receipt is an error)
+            bus.change_visibility(queue, receipt, 0)
+    held_receipts.clear()
 
 
-def test_batch_from_commits_queue_makes_one_commit_per_change_in_one_push(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+held_receipts: list[str] = []
+
+
+def remember_receipts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep the receipt of everything the committer receives, so a test can play its visibility timeout."""
+    bus = services.queue_bus()
+    real_receive = type(bus).receive
+
+    def receive(self: Any, queue: str, max_messages: int = 10, visibility_timeout: int | None = None) -> Any:
+        got = real_receive(self, queue, max_messages, visibility_timeout)
+        held_receipts.extend(m.receipt for m in got)
+        return got
+
+    monkeypatch.setattr(type(bus), "receive", receive)
+    held_receipts.clear()
+
+
+@pytest.fixture
+def stack_pipeline(moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pipeline]:
+    """The pipeline on the embedded backend only."""
+    yield Pipeline(fresh_environment(moto_endpoint, tmp_path, monkeypatch, "embedded"))
+    services.reset()
+
+
+# --- a drain ---------------------------------------------------------------------------------------
+
+
+def test_every_ready_change_goes_in_one_push_across_issues(
+    any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the remote already holds OPS-17's creation
-    pipeline.deliver(fixture_bytes("issue_created.json"), identifier="b-0")
-    pipeline.drain()
+    pipeline = any_pipeline
+    # Given OPS-17's creation already on the remote
+    queue_changes(pipeline, [("issue_created.json", "b-0")])
+    assert invoke() == {"batchItemFailures": []}
     before = pipeline.commits()
-    assert [c.trailers["Jira-Event-Id"] for c in before] == ["b-0"]
-    # and three more changes (two issues) wait on the commits queue
-    records = change_records(
-        pipeline,
-        [("issue_updated.json", "b-1"), ("issue_created_adf.json", "b-2"), ("issue_updated_assignee.json", "b-3")],
-    )
-    assert sorted(event_ids(records)) == ["b-1", "b-2", "b-3"]
+    assert committed(pipeline) == ["b-0"]
+    # and 24 more changes of several issues waiting: more than Lambda's ten a batch
+    queue_changes(pipeline, [("issue_updated.json", "b-1"), ("issue_created_adf.json", "b-2")])
+    more = [_change(str(11000 + n), f"b-{n}", n) for n in range(3, 25)]
+    for change in more:
+        send_change(pipeline, change)
+    assert waiting(pipeline) == 24
     pushes = count_pushes(monkeypatch)
 
-    # When the committer handles the batch
-    response = invoke(records)
+    # When the bell rings once
+    assert invoke() == {"batchItemFailures": []}
 
-    # Then nothing failed, one push carried one commit per change, in batch order, on top of the old tip
-    assert response == {"batchItemFailures": []}
+    # Then one push carried one commit per change, on top of the old tip, and the queue is empty
     assert len(pushes) == 1
     after = pipeline.commits()
-    assert len(after) == len(before) + 3
-    assert after[3].sha == before[0].sha
-    assert committed(pipeline) == ["b-0", *event_ids(records)]
+    assert len(after) == 25
+    assert after[-1].sha == before[0].sha
+    assert sorted(committed(pipeline)) == sorted(["b-0", "b-1", "b-2", *(c.event_id for c in more)])
+    assert committed(pipeline).index("b-0") < committed(pipeline).index("b-1")  # OPS-17's changes in order
+    assert waiting(pipeline) == 0
     assert_linear(pipeline)
-    assert pipeline.git_file("issues/OPS/OPS-18.json") is not None
-    assert b"OPS-17" in (pipeline.git_file("issues/OPS/OPS-17.json") or b"")
 
-    # When the same batch is delivered again (at-least-once)
-    assert invoke(records) == {"batchItemFailures": []}
+    # When the same changes come again (at-least-once) and the bell rings
+    for change in more[:5]:
+        send_change(pipeline, change)
+    assert invoke() == {"batchItemFailures": []}
     # Then git is unchanged
     assert [c.sha for c in pipeline.commits()] == [c.sha for c in after]
 
 
-def test_unreadable_record_fails_with_everything_after_it(pipeline: Pipeline) -> None:
-    # Given four changes with an unreadable record in the middle
-    records = change_records(
-        pipeline,
-        [
-            ("issue_created.json", "u-0"),
-            ("issue_updated.json", "u-1"),
-            ("issue_created_adf.json", "u-2"),
-            ("issue_updated_assignee.json", "u-3"),
-        ],
-    )
-    assert len(records) == 4
-    bad = raw_record("not json", pipeline.settings)
-    batch = [records[0], records[1], bad, records[2], records[3]]
+def test_a_bound_splits_a_drain_into_several_pushes(any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = any_pipeline
+    monkeypatch.setenv("JSYNC_COMMIT_BATCH_CHANGES", "3")
+    services.reset()
+    changes = [_change(str(20000 + n), f"s-{n}", n) for n in range(7)]
+    for change in changes:
+        send_change(pipeline, change)
+    pushes = count_pushes(monkeypatch)
+    assert invoke() == {"batchItemFailures": []}
+    assert len(pushes) == 3  # 3 + 3 + 1
+    assert sorted(committed(pipeline)) == sorted(c.event_id for c in changes)
+    assert waiting(pipeline) == 0
 
-    # When the committer handles it
-    response = invoke(batch)
 
-    # Then the bad record and every record after it are reported, and the ones before it are committed
-    assert response == failures([bad, records[2], records[3]])
-    assert committed(pipeline) == event_ids(records[:2])
+def test_many_changes_of_one_issue_keep_their_order(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline
+    changes = [_change("21000", f"o-{n}", n) for n in range(23)]
+    for change in changes:
+        send_change(pipeline, change)
+    assert invoke() == {"batchItemFailures": []}
+    assert committed(pipeline) == [c.event_id for c in changes]
+    assert waiting(pipeline) == 0
 
-    # When Lambda retries the rest (the bad one aside)
-    assert invoke([records[2], records[3]]) == {"batchItemFailures": []}
-    # Then every change is in git exactly once
-    assert committed(pipeline) == event_ids(records)
+
+@pytest.mark.parametrize("body", ["not json", '{"issue_id": "10042"}', "[1, 2]", "null"])
+def test_an_unreadable_message_holds_back_its_issue_only(any_pipeline: Pipeline, body: str) -> None:
+    pipeline = any_pipeline
+    # Given a message no committer can read, in the group of issue 30000, before that issue's good change
+    send_raw(pipeline, body, "30000")
+    send_change(pipeline, _change("30000", "h-1", 1))
+    send_change(pipeline, _change("30001", "h-2", 2))
+
+    # When the bell rings
+    assert invoke() == {"batchItemFailures": []}
+
+    # Then the other issue is committed; the bad one and its issue's later change wait on the queue
+    assert committed(pipeline) == ["h-2"]
+    assert waiting(pipeline) == 2
+
+
+def test_a_change_whose_document_is_gone_holds_back_its_issue_only(any_pipeline: Pipeline) -> None:
+    pipeline = any_pipeline
+    queue_changes(pipeline, [("issue_created.json", "p-0")])
+    poison = _change("10077", "p-missing", 5, document=None)  # by reference, and the snapshot does not exist
+    send_change(pipeline, poison)
+    send_change(pipeline, _change("10078", "p-2", 6))
+    assert invoke() == {"batchItemFailures": []}
+    assert sorted(committed(pipeline)) == ["p-0", "p-2"]
+    assert waiting(pipeline) == 1
+
+
+def test_a_message_that_always_fails_reaches_the_dlq_and_redrive_commits_it_once(
+    any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = any_pipeline
+    settings = pipeline.settings
+    remember_receipts(monkeypatch)
+    # Given a change whose document cannot be read yet
+    change = _change("10090", "d-0", 7, document=None)
+    send_change(pipeline, change)
+
+    # When five drains fail it (each time its visibility timeout passes)
+    for _ in range(MAX_RECEIVE_COUNT):
+        assert invoke() == {"batchItemFailures": []}
+        expire_in_flight(pipeline)
+    invoke()  # the sixth receive moves it
+
+    # Then it left the commits queue for its dead-letter queue, nothing committed
+    assert waiting(pipeline) == 0
+    assert pipeline.depth(settings.commits_dlq) == 1
+    assert committed(pipeline) == []
+
+    # When its snapshot exists again and `make redrive` runs
+    services.store().put_json(change.snapshot_key, {"issue": _document(change.issue_id, change.key or "")})
+    from pipeline.redrive import pairs, redrive_all
+
+    moved = redrive_all(services.queue_bus(), [p for p in pairs(settings) if p.source == settings.commits_queue])
+    assert sum(moved.values()) == 1
+    pipeline.drain()
+
+    # Then it is committed exactly once and both queues are empty
+    assert committed(pipeline) == ["d-0"]
+    assert pipeline.depth(settings.commits_queue, settings.commits_dlq) == 0
+
+
+# --- the failure cases the README names --------------------------------------------------------------
+
+
+def test_crash_after_push_before_delete_commits_nothing_twice(
+    any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pipeline = any_pipeline
+    remember_receipts(monkeypatch)
+    changes = [_change(str(40000 + n % 4), f"c-{n}", n) for n in range(12)]
+    for change in changes:
+        send_change(pipeline, change)
+    # Given a committer that dies after its push took, before it deleted what it pushed
+    bus = services.queue_bus()
+    real_delete = type(bus).delete
+
+    def dies(self: Any, queue: str, receipts: list[str]) -> None:
+        raise SystemExit("killed after the push")
+
+    monkeypatch.setattr(type(bus), "delete", dies)
+    with pytest.raises(SystemExit):
+        invoke()
+    pushed = [c.sha for c in pipeline.commits()]
+    assert pushed, "the first batch reached the remote before the crash"
+
+    # When a new committer (cold: no memory of the push) starts after the visibility timeout
+    monkeypatch.setattr(type(bus), "delete", real_delete)
+    services.reset()
+    expire_in_flight(pipeline)
+    pipeline.drain()
+
+    # Then every change is in git once, each issue's in order, on top of what the crashed committer pushed
+    assert sorted(committed(pipeline)) == sorted(c.event_id for c in changes)
+    assert_in_issue_order(pipeline, changes)
+    assert [c.sha for c in pipeline.commits()][-len(pushed) :] == pushed
+    assert waiting(pipeline) == 0
+
+
+def test_crash_mid_receive_loses_nothing(any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = any_pipeline
+    remember_receipts(monkeypatch)
+    changes = [_change(str(50000 + n % 22), f"r-{n}", n) for n in range(30)]
+    for change in changes:
+        send_change(pipeline, change)
+    # Given a committer that dies on its third receive, with two batches of ten in hand
+    bus = services.queue_bus()
+    real_receive = type(bus).receive
+    calls: list[int] = []
+
+    def dies(self: Any, queue: str, max_messages: int = 10, visibility_timeout: int | None = None) -> Any:
+        calls.append(1)
+        if len(calls) == 3:
+            raise SystemExit("killed mid-receive")
+        return real_receive(self, queue, max_messages, visibility_timeout)
+
+    monkeypatch.setattr(type(bus), "receive", dies)
+    with pytest.raises(SystemExit):
+        invoke()
+    assert committed(pipeline) == []
+
+    # When the next committer runs after the visibility timeout
+    monkeypatch.setattr(type(bus), "receive", real_receive)  # still remembering receipts
+    services.reset()
+    expire_in_flight(pipeline)
+    pipeline.drain()
+
+    # Then every change is committed once, each issue's in its order
+    assert sorted(committed(pipeline)) == sorted(c.event_id for c in changes)
+    assert_in_issue_order(pipeline, changes)
     assert_linear(pipeline)
 
 
-@pytest.mark.parametrize(
-    "body",
-    ['{"issue_id": "10042"}', "[1, 2]", "null", ""],
-    ids=["missing-fields", "json-list", "json-null", "empty"],
-)
-def test_record_that_is_not_a_change_stops_the_batch_there(pipeline: Pipeline, body: str) -> None:
-    records = change_records(pipeline, [("issue_created.json", "n-0"), ("issue_updated.json", "n-1")])
-    bad = raw_record(body, pipeline.settings)
-    assert invoke([records[0], bad, records[1]]) == failures([bad, records[1]])
-    assert committed(pipeline) == event_ids(records[:1])
+def test_a_second_committer_running_at_once_commits_nothing_twice(stack_pipeline: Pipeline, tmp_path: Path) -> None:
+    """Two committers drain one queue at once: pushes race, the loser replays on the new tip.
 
+    On the embedded backend only: it rests on no second receiver getting a group while a message of it is in
+    flight, which SQS guarantees and moto does not under concurrent receives (its receive checks the held groups,
+    then marks, with no lock between: moto 5.2.5 `sqs/models.py` `receive_message`)."""
+    import threading
 
-def test_change_whose_document_cannot_be_read_fails_with_everything_after_it(pipeline: Pipeline) -> None:
-    # Given a readable change whose document is not inline (too big) and whose snapshot is gone from S3,
-    # between good changes: the committer cannot make its commit, but it can make the ones before it
-    records = change_records(
-        pipeline,
-        [("issue_created.json", "p-0"), ("issue_created_adf.json", "p-1"), ("issue_updated.json", "p-2")],
-    )
-    missing = Change(
-        issue_id="10077",
-        key="OPS-19",
-        previous_key=None,
-        event_id="p-missing",
-        event_name="jira:issue_created",
-        order=[1764000060000, 0, "p-missing"],
-        actor=None,
-        subject="created",
-        changes=[],
-        deleted=False,
-        snapshot_key="snapshots/10077/1764000060000-p-missing.json",
-        document=None,
-    )
-    poison = raw_record(missing.to_json(), pipeline.settings)
-    batch = [records[0], records[1], poison, records[2]]
+    from pipeline.commits import GitRecords, commit_batch
+    from pipeline.drain import Bounds, drain
 
-    # When the committer handles it
-    response = invoke(batch)
-
-    # Then, as for any FIFO batch, the failing record and those after it come back, and those before it are
-    # committed: failing the whole batch would walk good changes into the DLQ with the poison one
-    assert response == failures([poison, records[2]])
-    assert committed(pipeline) == event_ids(records[:2])
-
-
-def test_unreachable_remote_fails_every_record_and_loses_nothing(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+    pipeline = stack_pipeline
+    changes = [_change(str(60000 + n % 6), f"t-{n}", n) for n in range(60)]
+    for change in changes:
+        send_change(pipeline, change)
     settings = pipeline.settings
-    records = change_records(
-        pipeline,
-        [("issue_created.json", "x-0"), ("issue_created_adf.json", "x-1"), ("issue_updated.json", "x-2")],
-    )
-    assert len(records) == 3
+    bus, store = services.queue_bus(), services.store()
+    errors: list[BaseException] = []
 
-    # Given the remote is a path that does not exist
+    def run_committer(name: str) -> None:
+        # Its own git cache and records, as a second Lambda instance would have.
+        git = GitStore(settings.git_remote, settings.git_branch, tmp_path / name, None)
+        records = GitRecords(store)
+        try:
+            git.fetch()
+            drain(
+                bus,
+                settings.commits_queue,
+                lambda batch: commit_batch(batch, git, records, lambda c: c.document),
+                Bounds(max_changes=7, max_seconds=1.0),
+                lambda: 60.0,
+            )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run_committer, args=(f"c{n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert errors == []
+    assert waiting(pipeline) == 0
+    assert sorted(committed(pipeline)) == sorted(c.event_id for c in changes)
+    assert_in_issue_order(pipeline, changes)
+    assert_linear(pipeline)
+
+
+# --- the remote ---------------------------------------------------------------------------------------
+
+
+def test_an_unreachable_remote_leaves_every_change_queued_and_unreceived(
+    any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    pipeline = any_pipeline
+    queue_changes(pipeline, [("issue_created.json", "x-0"), ("issue_created_adf.json", "x-1")])
     monkeypatch.setenv("JSYNC_GIT_REMOTE", str(tmp_path / "nowhere" / "remote.git"))
     services.reset()
 
-    # When the committer handles the batch
-    response = invoke(records)
+    # When the bell rings ten times while the remote is away
+    for _ in range(10):
+        assert invoke() == {"batchItemFailures": []}
 
-    # Then every record is reported failed and nothing reached the real remote
-    assert response == failures(records)
-    assert pipeline.commits() == []
-
-    # When the remote is back and Lambda redelivers the batch (twice, as at-least-once allows)
-    monkeypatch.setenv("JSYNC_GIT_REMOTE", settings.git_remote)
+    # Then nothing was received (no receive counts spent: no dead-letter queue however long the outage)
+    assert waiting(pipeline) == 2
+    assert pipeline.depth(pipeline.settings.commits_dlq) == 0
+    # and when it is back, each change is committed once
+    monkeypatch.setenv("JSYNC_GIT_REMOTE", pipeline.settings.git_remote)
     services.reset()
-    assert invoke(records) == {"batchItemFailures": []}
-    assert invoke(records) == {"batchItemFailures": []}
-
-    # Then each change was committed exactly once
-    assert committed(pipeline) == event_ids(records)
-    assert_linear(pipeline)
+    assert invoke() == {"batchItemFailures": []}
+    assert sorted(committed(pipeline)) == ["x-0", "x-1"]
 
 
-def test_remote_vanishing_after_a_good_batch_fails_the_next_batch_whole(
-    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given a warm committer that already pushed once
-    first = change_records(pipeline, [("issue_created.json", "v-0")])
-    assert invoke(first) == {"batchItemFailures": []}
+def test_a_remote_vanishing_mid_drain_loses_nothing(any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline = any_pipeline
+    remember_receipts(monkeypatch)
+    queue_changes(pipeline, [("issue_created.json", "v-0")])
+    assert invoke() == {"batchItemFailures": []}
+    queue_changes(pipeline, [("issue_updated.json", "v-1"), ("issue_updated_assignee.json", "v-2")])
+    # Given the remote disappears after the committer checked it
     remote = Path(pipeline.settings.git_remote)
     away = remote.with_name("remote-away.git")
-    # and the remote directory then disappears
-    second = change_records(pipeline, [("issue_updated.json", "v-1"), ("issue_updated_assignee.json", "v-2")])
-    remote.rename(away)
+    real_fetch = GitStore.fetch
+
+    def fetch_then_vanish(self: GitStore) -> bytes | None:
+        tip = real_fetch(self)
+        remote.rename(away)
+        return tip
+
+    monkeypatch.setattr(GitStore, "fetch", fetch_then_vanish)
     try:
-        # When / Then the push fails and every record of the batch comes back
-        assert invoke(second) == failures(second)
+        assert invoke() == {"batchItemFailures": []}
     finally:
         away.rename(remote)
+        monkeypatch.setattr(GitStore, "fetch", real_fetch)
     assert committed(pipeline) == ["v-0"]
-    # and the retry after the remote came back commits each change once
-    assert invoke(second) == {"batchItemFailures": []}
+    # When the changes come back and the bell rings
+    services.reset()
+    expire_in_flight(pipeline)
+    assert invoke() == {"batchItemFailures": []}
     assert committed(pipeline) == ["v-0", "v-1", "v-2"]
     assert_linear(pipeline)
 
@@ -297,7 +439,7 @@ def test_remote_vanishing_after_a_good_batch_fails_the_next_batch_whole(
 def test_git_token_never_appears_in_logs_or_output(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str], where: str
 ) -> None:
-    records = change_records(pipeline, [("issue_created.json", "t-0"), ("issue_updated.json", "t-1")])
+    queue_changes(pipeline, [("issue_created.json", "t-0"), ("issue_updated.json", "t-1")])
 
     # Given an HTTP remote on a closed port, with a token (in its own variable, or in the URL as people also write it)
     port = free_port()
@@ -307,7 +449,6 @@ def test_git_token_never_appears_in_logs_or_output(
     else:
         monkeypatch.setenv("JSYNC_GIT_REMOTE", f"http://x-access-token:{TOKEN}@127.0.0.1:{port}/org/repo.git")
     services.reset()
-    # Capture the Powertools logger's own stream, and every other logger at DEBUG through the root
     powertools_out = io.StringIO()
     monkeypatch.setattr(committer.logger.registered_handler, "stream", powertools_out)
     everything = io.StringIO()
@@ -320,67 +461,20 @@ def test_git_token_never_appears_in_logs_or_output(
     root.setLevel(logging.DEBUG)
     try:
         # When the committer cannot reach the remote
-        response = invoke(records)
+        response = invoke()
     finally:
         root.removeHandler(root_handler)
         root.setLevel(old_level)
 
-    # Then the batch is retried whole, the failure is logged with its cause, and the token is nowhere
-    assert response == failures(records)
+    # Then the changes wait, the failure is logged with its cause, and the token is nowhere
+    assert waiting(pipeline) == 2
     out, err = capfd.readouterr()
     logged = powertools_out.getvalue()
-    assert "will be retried" in logged
+    assert "changes wait on the commits queue" in logged
     assert "RemoteUnavailable" in logged
-    for text in (logged, everything.getvalue(), out, err, repr(response)):
+    for text in (logged, everything.getvalue(), out, err, repr(response), repr(services.store().push_record())):
         assert TOKEN not in text
         assert TOKEN[-10:] not in text
-
-
-def test_message_reaches_the_dlq_after_five_receives_and_redrive_commits_it_once(pipeline: Pipeline) -> None:
-    settings = pipeline.settings
-    sqs = services.aws("sqs")
-    # Given one change on the commits queue
-    pipeline.deliver(fixture_bytes("issue_created.json"), identifier="dlq-0")
-    run_writer(pipeline)
-    assert pipeline.depth(settings.commits_queue) == 1
-    # and a remote that has gone away
-    remote = Path(settings.git_remote)
-    away = remote.with_name("remote-away.git")
-    remote.rename(away)
-
-    # When the committer fails it on every receive
-    invocations = 0
-    for _ in range(10):
-        if pipeline.depth(settings.commits_queue) == 0:
-            break
-        invocations += pipeline.committer.poll_once()
-
-    # Then after maxReceiveCount (5) failed invocations it left the commits queue for the commits DLQ
-    assert invocations == MAX_RECEIVE_COUNT == 5
-    assert pipeline.depth(settings.commits_queue) == 0
-    dead = receive_all(_url(settings.commits_dlq), visibility=60)  # hidden until the test redrives it
-    assert len(dead) == 1
-    assert dead[0]["Attributes"]["MessageGroupId"] == "commits"
-    assert int(dead[0]["Attributes"]["ApproximateReceiveCount"]) >= MAX_RECEIVE_COUNT
-    assert Change.from_json(dead[0]["Body"]).event_id == "dlq-0"
-    assert remote_commits(str(away), settings.git_branch) == []
-
-    # When the remote is back and the message is redriven by hand: receive, send (same group), delete
-    away.rename(remote)
-    sqs.send_message(
-        QueueUrl=_url(settings.commits_queue),
-        MessageBody=dead[0]["Body"],
-        MessageGroupId=dead[0]["Attributes"]["MessageGroupId"],
-        # AWS replaces the dedup id by the message id on the move to the DLQ; the original id may still be
-        # inside its 5-minute window on the source queue, so resending with it could be silently dropped.
-        MessageDeduplicationId=dead[0]["MessageId"],
-    )
-    sqs.delete_message(QueueUrl=_url(settings.commits_dlq), ReceiptHandle=dead[0]["ReceiptHandle"])
-    pipeline.drain()
-
-    # Then it is committed exactly once and both queues are empty
-    assert committed(pipeline) == ["dlq-0"]
-    assert pipeline.depth(settings.commits_queue, settings.commits_dlq) == 0
 
 
 # --- the push record health reads instead of the remote (issue 11) -------------------------------------------
@@ -391,41 +485,74 @@ def _push_record() -> dict[str, Any] | None:
     return found.data if found else None
 
 
-def test_each_batch_that_reaches_the_remote_records_its_push_in_one_write(
+def test_pushes_are_recorded_for_health_at_most_once_a_minute(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    records = change_records(pipeline, [("issue_created.json", "p-0"), ("issue_updated.json", "p-1")])
     writes: list[str] = []
-    real_put = Store.put_json
-    monkeypatch.setattr(Store, "put_json", lambda self, key, data: (writes.append(key), real_put(self, key, data))[1])
-    # When the committer pushes a batch
-    assert invoke(records) == {"batchItemFailures": []}
+    store = services.store()
+    real_put = type(store.objects).put
+
+    def spy(self: Any, key: str, *args: Any, **kwargs: Any) -> str:
+        writes.append(key)
+        return real_put(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(type(store.objects), "put", spy)
+    queue_changes(pipeline, [("issue_created.json", "p-0")])
+    # When the committer pushes
+    assert invoke() == {"batchItemFailures": []}
     # Then one small record says when and which tip, and nothing failed
     record = _push_record()
     assert record is not None and record["ok"] is True and record["last_error"] is None
     assert record["last_push"]["tip"] == pipeline.commits()[0].sha
     assert writes.count("gitstate/_push.json") == 1
-    # When a warm committer gets only replays, it never talks to the remote, and writes nothing about it
-    assert invoke(records) == {"batchItemFailures": []}
+    # When it pushes again within the minute, the record is not written again
+    queue_changes(pipeline, [("issue_updated.json", "p-1")])
+    assert invoke() == {"batchItemFailures": []}
+    assert committed(pipeline) == ["p-0", "p-1"]
     assert writes.count("gitstate/_push.json") == 1
 
 
 def test_a_failed_push_is_recorded_with_its_cause_and_since_when(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    first = change_records(pipeline, [("issue_created.json", "f-0")])
-    assert invoke(first) == {"batchItemFailures": []}
+    queue_changes(pipeline, [("issue_created.json", "f-0")])
+    assert invoke() == {"batchItemFailures": []}
     pushed = _push_record()
-    second = change_records(pipeline, [("issue_updated.json", "f-1")])
+    queue_changes(pipeline, [("issue_updated.json", "f-1")])
     monkeypatch.setenv("JSYNC_GIT_REMOTE", str(tmp_path / "nowhere.git"))
     services.reset()
     # When two attempts fail
-    assert invoke(second) == failures(second)
+    invoke()
     failed_once = _push_record()
-    assert invoke(second) == failures(second)
+    invoke()
     record = _push_record()
     # Then the record says so, from when, and still shows the last good push
     assert pushed is not None and failed_once is not None and record is not None
     assert record["ok"] is False and record["last_push"] == pushed["last_push"]
     assert record["last_error"]["error"].startswith("RemoteUnavailable: ")
     assert record["last_error"]["since"] == failed_once["last_error"]["at"]
+
+
+# --- building changes ------------------------------------------------------------------------------------
+
+
+def _document(issue_id: str, key: str) -> dict[str, Any]:
+    return {"id": issue_id, "key": key, "fields": {"summary": f"issue {issue_id}", "project": {"key": "BIG"}}}
+
+
+def _change(issue_id: str, event_id: str, n: int, document: Any = "inline") -> Change:
+    key = f"BIG-{issue_id}"
+    return Change(
+        issue_id=issue_id,
+        key=key,
+        previous_key=None,
+        event_id=event_id,
+        event_name="jira:issue_updated",
+        order=[1764000000000 + n * 1000, n + 1, event_id],
+        actor={"displayName": "Ada", "accountId": "ada"},
+        subject=f"update {n}",
+        changes=[{"field": "summary", "from": None, "to": f"v{n}"}],
+        deleted=False,
+        snapshot_key=f"snapshots/{issue_id}/{1764000000000 + n * 1000}-{event_id}.json",
+        document={**_document(issue_id, key), "fields": {"summary": f"v{n}"}} if document == "inline" else None,
+    )

@@ -23,6 +23,7 @@ from pipeline import capture as capture_module
 from pipeline import redrive, services
 from pipeline.backends import Outgoing
 from pipeline.backends.aws import SqsQueues
+from pipeline.gitstore import GitStore
 from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
@@ -90,19 +91,32 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
             deliver(pipeline, issue, version)
     poll_until_dead_lettered(pipeline, settings.events_queue)
     assert pipeline.depth(settings.events_dlq) == 9
-    # And, S3 back but the git remote gone, three captured changes end in the commits DLQ
+    # And, S3 back but every commit failing (a remote down leaves changes unreceived: it never dead-letters them),
+    # three captured changes end in the commits DLQ; visible again after 1 s, so five failures come quickly
     monkeypatch.setattr(Store, "put_snapshot", real_put)
-    remote, hidden = settings.git_remote, tmp_path / "hidden.git"
-    os.rename(remote, hidden)
+    monkeypatch.setenv("JSYNC_COMMIT_VISIBILITY_SECONDS", "1")
+    services.reset()
+    real_stage = GitStore.stage
+    monkeypatch.setattr(GitStore, "stage", s3_down)
+    # One change per issue: moto hands out a group's later message first once an earlier one's visibility timeout
+    # ends (moto 5.2.5; SQS does not), so two of one issue would reach the DLQ reversed. Order within a group through
+    # the DLQ and back is test_redrive_keeps_groups_and_order_within_a_group's.
     deliver(pipeline, 1, 3)  # newer than everything of issue 1 still in the DLQ
     deliver(pipeline, 4, 0)
-    deliver(pipeline, 4, 1)
-    poll_until_dead_lettered(pipeline, settings.events_queue, settings.commits_queue)
-    assert pipeline.depth(settings.commits_dlq) == 3
-    assert remote_commits(str(hidden), settings.git_branch) == []
+    poll_until_dead_lettered(pipeline, settings.events_queue)
+    for _ in range(15):  # each round a bell, as the schedule rings it, once the failed changes are visible again
+        services.queues().ring()
+        pipeline.committer.poll_once()
+        if pipeline.depth(settings.commits_queue) == 0 and pipeline.depth(settings.commits_dlq) == 2:
+            break
+        time.sleep(1.1)
+    assert pipeline.depth(settings.commits_dlq) == 2
+    assert pipeline.commits() == []
 
     # When the faults are fixed and both DLQs are redriven: events in-process, the rest through the CLI
-    os.rename(hidden, remote)
+    monkeypatch.setattr(GitStore, "stage", real_stage)
+    monkeypatch.delenv("JSYNC_COMMIT_VISIBILITY_SECONDS")
+    services.reset()
     capsys.readouterr()
     assert redrive.redrive_all(sqs_bus(), [Pair(settings.events_dlq, settings.events_queue)]) == {
         settings.events_dlq: 9
@@ -112,15 +126,16 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
     assert out == [
         "moved 9 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
         "jsync-local-events-dlq.fifo is empty; nothing to move",
-        "moved 3 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
+        "moved 2 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
         "jsync-local-sync-dlq.fifo is empty; nothing to move",
-        "done: 3 messages moved",
+        "jsync-local-bell-dlq.fifo is empty; nothing to move",
+        "done: 2 messages moved",
     ]
     pipeline.drain()
 
     # Then every event is one snapshot, latest/ and git hold the newest version, one commit per advancing event
     assert pipeline.depth(settings.events_dlq, settings.commits_dlq) == 0
-    for issue, versions in {1: 4, 2: 3, 3: 3, 4: 2}.items():
+    for issue, versions in {1: 4, 2: 3, 3: 3, 4: 1}.items():
         assert snapshot_event_ids(pipeline, issue) == [f"rd-{issue}-{v}" for v in range(versions)]
         newest = json.loads(make_event(issue, versions - 1)[1])["issue"]
         assert pipeline.latest(str(30000 + issue))["issue"] == issue_document(newest)
@@ -129,7 +144,7 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
     assert len(committed) == len(set(committed))
     # issue 1's older events came back after its newest one was committed: they add no commit
     expected = {1: ["rd-1-3"], 2: ["rd-2-0", "rd-2-1", "rd-2-2"], 3: ["rd-3-0", "rd-3-1", "rd-3-2"]}
-    expected[4] = ["rd-4-0", "rd-4-1"]
+    expected[4] = ["rd-4-0"]
     for issue, events_of_issue in expected.items():
         assert [e for e in committed if e.startswith(f"rd-{issue}-")] == events_of_issue
 
@@ -183,6 +198,7 @@ def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
         "jsync-local-events-dlq.fifo is empty; nothing to move",
         "jsync-local-commits-dlq.fifo is empty; nothing to move",
         "moved 2 from jsync-local-sync-dlq.fifo to jsync-local-sync.fifo",
+        "jsync-local-bell-dlq.fifo is empty; nothing to move",
         "done: 2 messages moved",
     ]
     # Then both steps are back on the sync queue, in the one reconcile group, in their order
@@ -293,6 +309,7 @@ def stub_task(stubber: Stubber, pair: Pair, *states: dict[str, Any]) -> None:
 EVENTS = Pair("jsync-prod-events-dlq.fifo", "jsync-prod-events.fifo")
 COMMITS = Pair("jsync-prod-commits-dlq.fifo", "jsync-prod-commits.fifo")
 SYNC = Pair("jsync-prod-sync-dlq.fifo", "jsync-prod-sync.fifo")
+BELL = Pair("jsync-prod-bell-dlq.fifo", "jsync-prod-bell.fifo")
 
 
 def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, capsys: Any) -> None:
@@ -345,6 +362,7 @@ def test_on_aws_a_stage_without_the_sync_queue_still_redrives_the_others(
             http_status_code=400,
             expected_params={"QueueName": SYNC.dlq},
         )
+        stub_queues(stubber, BELL, waiting=0)
         assert redrive.main(["--stage", "prod"]) == 1
         stubber.assert_no_pending_responses()
     out, err = capsys.readouterr()
@@ -371,6 +389,7 @@ def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
         stub_queues(stubber, COMMITS, waiting=2)  # a failure in one queue does not stop the other
         stub_task(stubber, COMMITS, done)
         stub_queues(stubber, SYNC, waiting=0)
+        stub_queues(stubber, BELL, waiting=0)
         assert redrive.main(["--stage", "prod"]) == 1
         stubber.assert_no_pending_responses()
     out, err = capsys.readouterr()
@@ -478,6 +497,7 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
             "moved 1 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
             "jsync-local-commits-dlq.fifo is empty; nothing to move",
             "jsync-local-sync-dlq.fifo is empty; nothing to move",
+            "jsync-local-bell-dlq.fifo is empty; nothing to move",
             "done: 1 messages moved",
         ]
         stack.wait_idle()
