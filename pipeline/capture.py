@@ -11,7 +11,7 @@ from typing import Any
 
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
-from pipeline.index import note_project, project_of, record_history, update_indexes
+from pipeline.index import note_project, project_of, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
@@ -30,9 +30,11 @@ from pipeline.store import (
     ObjectMissing,
     Store,
     StoreConflict,
+    Versioned,
     changelog_marker_key,
     latest_key,
     pending_key,
+    short_event_id,
     snapshot_key,
     unreadable_key,
 )
@@ -41,6 +43,7 @@ logger = logging.getLogger(__name__)
 _MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a change would not fit in SQS
 _CAS_ATTEMPTS = 20
 _FULL_ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
+_DELETED = "jira:issue_deleted"
 
 
 @dataclass(frozen=True)
@@ -120,43 +123,52 @@ def _capture_event(
         return Captured(queued.event_id, None, None, advanced=False)
 
     issue_id = event.issue_id
-    if _captured_elsewhere(event, queued, store):
-        return Captured(queued.event_id, issue_id, None, advanced=False)
+    entry = _entry(event)
     order = order_of(event, queued.event_id)
+    snap_key = snapshot_key(issue_id, event.timestamp_ms, queued.event_id)
     for _ in range(_CAS_ATTEMPTS):
         current = store.latest(issue_id)
         state = current.data if current else None
-        previous_doc = _document(state)
-        snap_key = snapshot_key(issue_id, event.timestamp_ms, queued.event_id)
-        snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now_ms())
-        if not store.put_snapshot(snap_key, snapshot):
-            # Captured before (a retry or a replay): what was stored then is the record, not a recomputation.
-            snapshot = json.loads(store.get_bytes(snap_key))
-        version = snap_key.rsplit("/", 1)[1].removesuffix(".json")
-        # A deletion's history item waits for where latest/ puts it: above everything, even when it came late.
-        deletion = event.event_name == "jira:issue_deleted"
-        if not deletion:
-            record_history(store, issue_id, snapshot, version)
+        entries = _entries(store, issue_id, state)
+        if _captured_elsewhere(store, issue_id, entries, entry, queued.event_id):
+            if current is not None and store.exists(snap_key):
+                # Ours from an attempt before the entry went to the other event: a snapshot, not a version.
+                try:
+                    _stay_below(store, issue_id, current, entries, queued.event_id, leave_out=True)
+                except StoreConflict:
+                    continue
+            return Captured(queued.event_id, issue_id, None, advanced=False)
         if state is not None and state["capture"]["event_id"] == queued.event_id:
-            # We wrote latest/ on an earlier attempt and may have died before the indexes or the send:
-            # do all again; each is idempotent, and the committer drops what it already holds.
-            if deletion:
-                record_history(store, issue_id, snapshot, version, _deletion_rank(state, queued.event_id))
+            # We wrote latest/ (and the snapshot before it) on an earlier attempt and may have died before the send
+            # or the indexes: do both again; each is idempotent, and the committer drops what it already holds.
             captured = _advance(event, queued, send_change, state, snap_key)
             update_indexes(store, issue_id, state)
             return captured
-        new_order = _advancing_order(state, event, order)
-        if new_order is None:
-            # Not a second deletion in the history, though: the issue's newest entry is its first.
-            note_project(store, snapshot["issue"])
-            return Captured(queued.event_id, issue_id, snap_key, advanced=False)
-        new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state)
+        claimed = _claim(entries, entry, queued.event_id)
+        previous_doc = _document(state)
+        snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now_ms())
+        if current is None:
+            new_order = order
+        else:
+            new_order = _advancing_order(current.data, event, order)
+            if new_order is None:
+                # Older than latest/: its claim goes into latest/ before its snapshot, so a capture cut short still
+                # holds its entry. A second deletion stays out of the history, whose top is the first.
+                try:
+                    _stay_below(store, issue_id, current, claimed, queued.event_id, event.event_name == _DELETED)
+                except StoreConflict:
+                    continue
+                snapshot = _put_snapshot(store, snap_key, snapshot)
+                if project_of(snapshot["issue"]) != project_of(_live_document(current.data)):
+                    note_project(store, snapshot["issue"])
+                return Captured(queued.event_id, issue_id, snap_key, advanced=False)
+        # The snapshot before latest/, which names it; the claim goes in with latest/'s move, in the same write.
+        snapshot = _put_snapshot(store, snap_key, snapshot)
+        new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state, claimed)
         try:
             store.write_json(latest_key(issue_id), new_state, current)
         except StoreConflict:
             continue
-        if deletion:
-            record_history(store, issue_id, snapshot, version, _deletion_rank(new_state, queued.event_id))
         # The change for git first: a slow index (a busy project count) must not hold git back.
         captured = _advance(event, queued, send_change, new_state, snap_key)
         update_indexes(store, issue_id, new_state)
@@ -164,28 +176,66 @@ def _capture_event(
     raise StoreConflict(latest_key(issue_id))
 
 
-def _deletion_rank(state: dict[str, Any], event_id: str) -> list[Any]:
-    """Where a deletion's history item sorts: at latest/'s order, which a late deletion took just above the newest
-    state, and one changelog step above it, so it lists before the event it overtook."""
-    time_ms, changelog_id, _ = state.get("order") or state["capture"]["order"]
-    return [int(time_ms), int(changelog_id) + 1, event_id]
+def _entry(event: WebhookEvent) -> str | None:
+    """The changelog entry an event captures (its id, or `created`), which no other event may capture again."""
+    if event.event_name == "jira:issue_created":
+        return "created"
+    if event.changelog_id > 0:
+        return str(event.changelog_id)
+    return None
 
 
-def _captured_elsewhere(event: WebhookEvent, queued: QueuedEvent, store: Store) -> bool:
+def _entries(store: Store, issue_id: str, state: dict[str, Any] | None) -> dict[str, str]:
+    """The entries captured for the issue, each with the short id of the event that claimed it."""
+    if state is None:
+        return {}
+    if "entries" in state:
+        return dict(state["entries"])
+    # latest/ from before claims moved into it: they are marker objects, which name their event ("": read it).
+    return dict.fromkeys(sorted(store.changelog_markers(issue_id)), "")
+
+
+def _captured_elsewhere(store: Store, issue_id: str, entries: dict[str, str], entry: str | None, event_id: str) -> bool:
     """True if this change is already captured under another event id: a webhook that reconcile fed first, or
     the other way round. The first to claim the changelog entry keeps it; a retry of that same event goes on."""
-    if event.event_name == "jira:issue_created":
-        entry = "created"
-    elif event.changelog_id > 0:
-        entry = str(event.changelog_id)
-    else:
+    holder = entries.get(entry) if entry is not None else None
+    if holder is None or entry is None:
         return False
-    marker = {"event_id": queued.event_id, "source": queued.source}
-    holder = store.claim(changelog_marker_key(str(event.issue_id), entry), marker)
-    return bool(holder.get("event_id") != queued.event_id)
+    if holder == "":
+        found = store.read_json(changelog_marker_key(issue_id, entry))
+        return found is not None and found.data.get("event_id") != event_id
+    return holder != short_event_id(event_id)
 
 
-def _advancing_order(state: dict[str, Any] | None, event: WebhookEvent, order: Order) -> Order | None:
+def _claim(entries: dict[str, str], entry: str | None, event_id: str) -> dict[str, str]:
+    """`entries` with this event's entry claimed by it (it holds it already, or nobody does)."""
+    if entry is None or entries.get(entry):
+        return entries
+    return {**entries, entry: short_event_id(event_id)}
+
+
+def _stay_below(
+    store: Store, issue_id: str, current: Versioned, entries: dict[str, str], event_id: str, leave_out: bool
+) -> None:
+    """Record in latest/, without moving it, the entries claimed and, with `leave_out`, that this event's snapshot
+    is not a version in the history. Writes only if that changes latest/."""
+    state = current.data
+    updated = {**state, "entries": entries}
+    hidden = list(state.get("not_in_history") or [])
+    if leave_out and short_event_id(event_id) not in hidden:
+        updated["not_in_history"] = [*hidden, short_event_id(event_id)]
+    if updated != state:
+        store.write_json(latest_key(issue_id), updated, current)
+
+
+def _put_snapshot(store: Store, key: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+    """Write the snapshot unless an earlier attempt did: what was stored then is the record, not a recomputation."""
+    if store.put_snapshot(key, snapshot):
+        return snapshot
+    return dict(json.loads(store.get_bytes(key)))
+
+
+def _advancing_order(state: dict[str, Any], event: WebhookEvent, order: Order) -> Order | None:
     """Where latest/ goes if this event moves it, or None if it does not.
 
     Newer events advance. Two older ones do too, because they carry what the newer state lacks: the issue's
@@ -193,15 +243,13 @@ def _advancing_order(state: dict[str, Any] | None, event: WebhookEvent, order: O
     document built from a comment's cut-down issue. Those take an order just above the current one, so the
     state still only moves forward and the committer still sees a newer change.
     """
-    if state is None:
-        return order
     if state.get("deleted"):
         return None
     current = Order.from_list(state.get("order") or state["capture"]["order"])
     if order > current:
         return order
     fills_in = state.get("partial") and event.event_name in _FULL_ISSUE_EVENTS
-    if event.event_name == "jira:issue_deleted" or fills_in:
+    if event.event_name == _DELETED or fills_in:
         return Order(current.time_ms, current.changelog_id, f"{current.event_id}+{order.event_id}")
     return None
 
@@ -211,6 +259,11 @@ def _document(state: dict[str, Any] | None) -> dict[str, Any] | None:
         return None
     issue = state.get("issue")
     return issue if isinstance(issue, dict) else None
+
+
+def _live_document(state: dict[str, Any]) -> dict[str, Any] | None:
+    """The issue as it stands, or None once deleted (its project no longer lists it)."""
+    return None if state.get("deleted") else _document(state)
 
 
 def _snapshot(
@@ -244,6 +297,7 @@ def _latest_state(
     order: Order,
     event: WebhookEvent,
     state: dict[str, Any] | None,
+    entries: dict[str, str],
 ) -> dict[str, Any]:
     capture = snapshot["capture"]
     collection_event = event.event_name.split("_", 1)[0] in ("comment", "worklog")
@@ -258,7 +312,11 @@ def _latest_state(
         # Where the issue was before this event: a move names the old key and leaves the old project's listing.
         "previous_key": (previous_doc or {}).get("key"),
         "previous_project": project_of(previous_doc),
+        # The changelog entries captured (entry -> short event id): claimed here, in the write that moves latest/.
+        "entries": entries,
     }
+    if state and state.get("not_in_history"):
+        latest["not_in_history"] = state["not_in_history"]
     if capture["deleted"]:
         latest["deleted_at"] = capture["event_time"]
         latest["deleted_by"] = capture["actor"]

@@ -1,8 +1,8 @@
-"""The read side's indexes in S3, kept by the writer: key -> id, project listings and counts, history items.
+"""The read side's indexes in S3, kept by the writer: key -> id, and project membership and counts.
 
-Each is small and per-issue, so a read costs a bounded number of S3 calls whatever the bucket holds, and no two
-issues contend for one object, except a project's count: a compare-and-swap, guarded against replays by the
-listing item's `counted` flag and a memory of recent adjustments.
+Each is written only when it changes (a new key, an issue entering or leaving a project), so an update that
+leaves both alone writes none. A project's count is the one object issues share: a compare-and-swap, guarded
+against replays by the membership item's `counted` flag and a memory of recent adjustments.
 """
 
 from __future__ import annotations
@@ -12,14 +12,7 @@ import time
 from typing import Any
 
 from pipeline.keys import is_issue_key, project_of_key
-from pipeline.store import (
-    Store,
-    StoreConflict,
-    history_item_key,
-    issue_key_index,
-    project_count_key,
-    project_item_key,
-)
+from pipeline.store import Store, StoreConflict, issue_key_index, project_count_key, project_item_key
 
 _APPLIED_MEMORY = 500  # recent count adjustments remembered, so a retried event never counts twice
 _CAS_ATTEMPTS = 20
@@ -33,58 +26,41 @@ def project_of(doc: dict[str, Any] | None) -> str | None:
     return None
 
 
-def listing_item(doc: dict[str, Any]) -> dict[str, Any]:
-    fields = doc.get("fields") or {}
-    status = fields.get("status")
-    return {
-        "key": doc.get("key"),
-        "id": str(doc.get("id")),
-        "summary": fields.get("summary"),
-        "status": status.get("name") if isinstance(status, dict) else status,
-        "updated": fields.get("updated"),
-    }
-
-
-def record_history(
-    store: Store, issue_id: str, snapshot: dict[str, Any], version: str, order: list[Any] | None = None
-) -> None:
-    """One small item per captured event, listed newest first by its key: its own order, or where latest/ put it."""
-    capture = snapshot["capture"]
-    item = {
-        "version": version,
-        "event": capture["event_type"],
-        "event_time": capture["event_time"],
-        "actor": capture["actor"],
-        "changes": capture["changes"],
-        "key": (snapshot.get("issue") or {}).get("key"),
-        "source": capture["source"],
-    }
-    store.put_json(history_item_key(issue_id, order or capture["order"]), item)
-
-
 def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
-    """After `latest/` advanced to `state`: keys, project membership and counts. Safe to repeat."""
-    doc = state.get("issue") if not state.get("deleted") else None
-    event_id = state["capture"]["event_id"]
-    # A deleted issue keeps its keys, so asking for it answers 410, not 404.
+    """After `latest/` advanced to `state`: a new key, and project membership and counts if they changed.
+    Safe to repeat."""
     key = (state.get("issue") or {}).get("key")
-    if is_issue_key(key):
+    # A deleted issue keeps its keys, so asking for it answers 410, not 404; an old key still finds a moved issue.
+    if is_issue_key(key) and key != state.get("previous_key"):
         store.put_json(issue_key_index(key), {"issue_id": issue_id})
+    doc = None if state.get("deleted") else state.get("issue")
     before, after = state.get("previous_project"), project_of(doc)
-    if before and before != after:
-        left = store.read_json(project_item_key(before, issue_id))
-        if left is not None:
-            if left.data.get("counted"):
-                _adjust_count(store, before, -1, f"{issue_id}:{event_id}:-", None)
-            store.delete(project_item_key(before, issue_id))
+    if before == after:
+        return
+    event_id = state["capture"]["event_id"]
+    if before:
+        _leave(store, before, issue_id, event_id)
     if after and doc is not None:
-        key = project_item_key(after, issue_id)
-        present = store.read_json(key)
-        # The item remembers that it was counted, so a redelivery however late never counts it twice.
-        if present is None or not present.data.get("counted"):
-            store.put_json(key, {**listing_item(doc), "counted": False})
-            _adjust_count(store, after, +1, f"{issue_id}:{event_id}:+", _project_name(doc))
-        store.put_json(key, {**listing_item(doc), "counted": True})
+        _enter(store, after, issue_id, event_id, _project_name(doc))
+
+
+def _enter(store: Store, project: str, issue_id: str, event_id: str, name: str | None) -> None:
+    key = project_item_key(project, issue_id)
+    present = store.read_json(key)
+    # The item remembers that it was counted, so a redelivery however late never counts it twice.
+    if present is None or not present.data.get("counted"):
+        store.put_json(key, {"issue_id": issue_id, "counted": False})  # listed even while a busy count waits
+        _adjust_count(store, project, +1, f"{issue_id}:{event_id}:+", name)
+        store.put_json(key, {"issue_id": issue_id, "counted": True})
+
+
+def _leave(store: Store, project: str, issue_id: str, event_id: str) -> None:
+    key = project_item_key(project, issue_id)
+    left = store.read_json(key)
+    if left is not None:
+        if left.data.get("counted"):
+            _adjust_count(store, project, -1, f"{issue_id}:{event_id}:-", None)
+        store.delete(key)
 
 
 def note_project(store: Store, doc: dict[str, Any] | None) -> None:

@@ -1,4 +1,8 @@
-"""The read side: issues, projects, history and versions from S3, each answer in a bounded number of S3 calls."""
+"""The read side: issues, projects, history and versions from S3.
+
+Each answer takes a bounded number of S3 calls, but for history: one LIST per 1000 versions of the issue, as
+its snapshots are its history (one object per captured event, which the writer has to write anyway).
+"""
 
 from __future__ import annotations
 
@@ -8,20 +12,27 @@ import hashlib
 import json
 import re
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.errors import JSyncError
+from pipeline.index import project_of
 from pipeline.keys import ISSUE_REF, PROJECT_KEY
 from pipeline.snapshot import canonical_json
 from pipeline.store import (
     VERSION,
     Store,
+    history_position,
+    history_position_time,
     history_prefix,
     issue_key_index,
+    latest_key,
     project_count_key,
     project_prefix,
+    short_event_id,
+    snapshot_prefix,
     version_key,
 )
 
@@ -110,21 +121,118 @@ def projects(store: Store) -> list[dict[str, Any]]:
 
 
 def project_issues(store: Store, project: str, limit: int, cursor: str | None) -> Page:
-    """A page of a project's issues in id order: one LIST plus `limit` parallel GETs."""
+    """A page of a project's issues in id order: one LIST of its members plus `limit` parallel GETs of their
+    latest state."""
     prefix = project_prefix(check_project(project)) + "issues/"
-    page = _page(store, prefix, limit, cursor)
-    fields = ("key", "id", "summary", "status", "updated")
-    return Page([{k: item.get(k) for k in fields} for item in page.items], page.next_cursor)
+    after = _decode_cursor(cursor, prefix) if cursor else None
+    keys, more = store.list_keys(prefix, after, limit)
+    ids = [name for name in (key[len(prefix) :].removesuffix(".json") for key in keys) if name.isdigit()]
+    states = _read_many(store, [latest_key(str(int(name))) for name in ids])
+    # An issue deleted or moved away since the LIST is no longer the project's.
+    docs = [s["issue"] for s in states if s and not s.get("deleted") and project_of(s.get("issue")) == project]
+    return Page([_listing_item(doc) for doc in docs], _encode_cursor(keys[-1]) if more and keys else None)
+
+
+def _listing_item(doc: dict[str, Any]) -> dict[str, Any]:
+    fields = doc.get("fields") or {}
+    status = fields.get("status")
+    return {
+        "key": doc.get("key"),
+        "id": str(doc.get("id")),
+        "summary": fields.get("summary"),
+        "status": status.get("name") if isinstance(status, dict) else status,
+        "updated": fields.get("updated"),
+    }
+
+
+@dataclass(frozen=True)
+class _Version:
+    """One snapshot of the issue as a history entry; `changelog_id` is None until read (only ties on time need it)."""
+
+    name: str  # `<event_time_ms>-<event_id>`: the version
+    time_ms: int  # where it sorts: its event time, or for the deletion the time latest/ ranked it at
+    event_id: str
+    changelog_id: int | None = None
+
+    def position(self, issue_id: str) -> str:
+        return history_position(issue_id, [self.time_ms, self.changelog_id or 0, self.event_id])
 
 
 def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
-    """A page of an issue's captured events, newest first: one LIST plus `limit` parallel GETs."""
+    """A page of an issue's captured events, newest first, from its snapshots: its latest state, a LIST of its
+    snapshots per 1000, and `limit` parallel GETs (and one per snapshot whose event time another one shares)."""
     issue_id = resolve(store, ref)
-    page = _page(store, history_prefix(issue_id), limit, cursor)
-    if not page.items and cursor is None and store.latest(issue_id) is None:
+    prefix = history_prefix(issue_id)
+    after = _decode_cursor(cursor, prefix) if cursor else None
+    found = store.latest(issue_id)
+    state = found.data if found else None
+    versions = _versions(store, issue_id, state)
+    read: dict[str, dict[str, Any]] = {}
+    # Ties on time are ordered by changelog id, which only the snapshot holds; so is a tie with the cursor's entry.
+    cursor_time = history_position_time(after) if after else None
+    by_time = Counter(v.time_ms for v in versions)
+    tied = [v for v in versions if v.changelog_id is None and (by_time[v.time_ms] > 1 or v.time_ms == cursor_time)]
+    read.update(_read_snapshots(store, issue_id, tied))
+    versions = [_with_changelog(v, read.get(v.name)) for v in versions]
+    listed = sorted(
+        (v for v in versions if after is None or v.position(issue_id) > after), key=lambda v: v.position(issue_id)
+    )
+    page = listed[:limit]
+    read.update(_read_snapshots(store, issue_id, [v for v in page if v.name not in read]))
+    shown = [(_with_changelog(v, read[v.name]), read[v.name]) for v in page if v.name in read]
+    if not shown and cursor is None and state is None:
         raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
     fields = ("version", "event", "event_time", "actor", "changes")
-    return Page([{k: item.get(k) for k in fields} for item in page.items], page.next_cursor)
+    items = [{k: item[k] for k in fields} for item in (_history_item(s, v.name) for v, s in shown)]
+    more = len(listed) > limit and bool(shown)
+    return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None)
+
+
+def _versions(store: Store, issue_id: str, state: dict[str, Any] | None) -> list[_Version]:
+    """Every snapshot that is a version in the history: not one latest/ left out, the deletion where it ranked it."""
+    prefix = snapshot_prefix(issue_id)
+    left_out = set((state or {}).get("not_in_history") or [])
+    deletion = state["capture"]["event_id"] if state and state.get("deleted") else None
+    versions = []
+    for key in store.all_keys(prefix):
+        name = key[len(prefix) :].removesuffix(".json")
+        if not VERSION.fullmatch(name):
+            continue
+        time_ms, event_id = name.split("-", 1)
+        if short_event_id(event_id) in left_out:
+            continue
+        if event_id == deletion and state is not None:
+            # Above everything, even when it came late: at latest/'s order, one changelog step above it.
+            ranked_ms, changelog_id, _ = state.get("order") or state["capture"]["order"]
+            versions.append(_Version(name, int(ranked_ms), event_id, int(changelog_id) + 1))
+        else:
+            versions.append(_Version(name, int(time_ms), event_id))
+    return versions
+
+
+def _with_changelog(version: _Version, snapshot: dict[str, Any] | None) -> _Version:
+    if version.changelog_id is not None or snapshot is None:
+        return version
+    order = snapshot["capture"].get("order") or [0, 0]
+    return replace(version, changelog_id=int(order[1]))
+
+
+def _read_snapshots(store: Store, issue_id: str, versions: list[_Version]) -> dict[str, dict[str, Any]]:
+    snapshots = _read_many(store, [version_key(issue_id, v.name) for v in versions])
+    return {v.name: s for v, s in zip(versions, snapshots, strict=True) if s is not None}
+
+
+def _history_item(snapshot: dict[str, Any], version_id: str) -> dict[str, Any]:
+    capture = snapshot["capture"]
+    return {
+        "version": version_id,
+        "event": capture["event_type"],
+        "event_time": capture["event_time"],
+        "actor": capture["actor"],
+        "changes": capture["changes"],
+        "key": (snapshot.get("issue") or {}).get("key"),
+        "source": capture.get("source"),
+    }
 
 
 def version(store: Store, ref: str, version_id: str) -> dict[str, Any]:
@@ -137,20 +245,13 @@ def version(store: Store, ref: str, version_id: str) -> dict[str, Any]:
     return found.data
 
 
-def _page(store: Store, prefix: str, limit: int, cursor: str | None) -> Page:
-    after = _decode_cursor(cursor, prefix) if cursor else None
-    keys, more = store.list_keys(prefix, after, limit)
-    items = [item for item in _read_many(store, keys) if item is not None]
-    return Page(items, _encode_cursor(keys[-1]) if more and keys else None)
-
-
 def _read_many(store: Store, keys: list[str]) -> list[dict[str, Any] | None]:
     if not keys:
         return []
 
     def read(key: str) -> dict[str, Any] | None:
         found = store.read_json(key)
-        return found.data if found else None  # removed since the LIST (a move or delete): skip it
+        return found.data if found else None  # gone since the LIST (a move or delete): skip it
 
     with ThreadPoolExecutor(max_workers=min(_PARALLEL_READS, len(keys))) as pool:
         return list(pool.map(read, keys))

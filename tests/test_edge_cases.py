@@ -9,8 +9,9 @@ import shutil
 import pytest
 
 from pipeline import reader, services
+from pipeline.commits import GitRecords
+from pipeline.errors import JSyncError
 from pipeline.messages import Change
-from pipeline.store import Store
 from tests.harness import Pipeline, fixture_bytes, fixture_json
 
 
@@ -76,7 +77,9 @@ def test_delete_arriving_first_answers_as_deleted_and_leaves_no_file(pipeline: P
     pipeline.drain()
     latest = pipeline.latest("10042")
     assert latest["deleted"] is True and latest["issue"]["key"] == "PLAT-5"
-    assert services.store().read_json("index/keys/PLAT-5.json") is not None
+    with pytest.raises(JSyncError) as gone:  # its key answers as deleted, not unknown
+        reader.latest_issue(services.store(), "PLAT-5")
+    assert gone.value.status == 410
     assert pipeline.commits() == []
 
 
@@ -98,16 +101,18 @@ def test_crash_after_push_with_a_change_and_its_revert_adds_no_duplicates(
     while pipeline.depth(pipeline.settings.events_queue):
         pipeline.writer.poll_once()
     assert pipeline.depth(pipeline.settings.commits_queue) == 2
-    real = Store.put_gitstate
+    real = GitRecords.save
 
-    def killed(*_: object) -> None:
+    def killed(*_: object, **__: object) -> None:
         raise ConnectionError("killed after the push")
 
-    monkeypatch.setattr(Store, "put_gitstate", killed)
-    services.git_records.cache_clear()  # rebuilt, it binds the failing method
+    # Visible again at once after the crash, as after the visibility timeout
+    monkeypatch.setenv("JSYNC_COMMIT_VISIBILITY_SECONDS", "0")
+    services.reset()
+    monkeypatch.setattr(GitRecords, "save", killed)
     pipeline.committer.poll_once()
     assert len(pipeline.commits()) == 3  # the push went through
-    monkeypatch.setattr(Store, "put_gitstate", real)
+    monkeypatch.setattr(GitRecords, "save", real)
     # When the batch comes back on a new committer instance, its /tmp kept (warm) or empty (cold: depth-1 fetch)
     services.git_store().close()
     services.git_store.cache_clear()
@@ -146,13 +151,15 @@ def test_retried_delivery_keeps_the_history_entry_it_first_had(pipeline: Pipelin
     pipeline.deliver(fixture_bytes("issue_created.json"), identifier="h-0")
     pipeline.deliver(fixture_bytes("comment_created.json"), identifier="h-1")
     pipeline.drain()
-    history_keys = pipeline.keys("index/history/10042/")
-    before = {k: services.store().read_json(k).data for k in history_keys}
+    store = services.store()
+    before = reader.history(store, "10042", 50, None).items
     pipeline.deliver(fixture_bytes("issue_moved.json"), identifier="h-2")
     pipeline.deliver(fixture_bytes("comment_created.json"), identifier="h-1")  # Jira's late retry
     pipeline.drain()
-    after = {k: services.store().read_json(k).data for k in history_keys}
-    assert after == before  # the comment's entry still names OPS-17, as when it happened
+    after = reader.history(store, "10042", 50, None).items
+    assert after[1:] == before  # below the move, each entry as it was, once
+    comment = reader.version(store, "PLAT-5", before[0]["version"])
+    assert comment["issue"]["key"] == "OPS-17"  # the comment's version still names OPS-17, as when it happened
 
 
 def test_change_messages_are_ascii_so_sqs_takes_any_text(pipeline: Pipeline) -> None:

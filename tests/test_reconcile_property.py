@@ -14,7 +14,7 @@ from dulwich.repo import Repo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline import services
+from pipeline import reader, services
 from tests.conftest import fresh_environment
 from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
 from tests.harness import Pipeline
@@ -49,11 +49,17 @@ def content(pipeline: Pipeline) -> dict[str, Any]:
         item = [capture["event_time"], entry, capture["actor"], capture["changes"], snap["issue"]]
         snapshots.setdefault(key.split("/")[1], []).append(item)
     history: dict[str, list[Any]] = {}
-    for key in pipeline.keys("index/history/"):
-        item = json.loads(store.get_bytes(key))
-        history.setdefault(key.split("/")[2], []).append(
-            [item["event"], item["event_time"], item["actor"], item["changes"], item["key"]]
-        )
+    for key in pipeline.keys("latest/"):
+        issue_id = key.split("/")[1].removesuffix(".json")
+        cursor: str | None = None
+        while True:  # as the read API pages through it, newest first
+            page = reader.history(store, issue_id, 100, cursor)
+            history.setdefault(issue_id, []).extend(
+                [i["event"], i["event_time"], i["actor"], i["changes"]] for i in page.items
+            )
+            cursor = page.next_cursor
+            if not cursor:
+                break
     return {
         "latest": latest,
         "snapshots": {k: sorted(v, key=lambda i: (i[0], str(i[1]))) for k, v in snapshots.items()},

@@ -31,9 +31,7 @@ def _git_probe() -> GitProbe:
     summary="Health of storage, queues, dead letters, git and webhook deliveries",
 )
 async def health() -> Any:
-    checks = await run_in_threadpool(
-        run_checks, get_settings(), services.queue_bus(), services.store(), _git_probe()
-    )
+    checks = await run_in_threadpool(run_checks, get_settings(), services.queue_bus(), services.store(), _git_probe())
     body: dict[str, Any] = {"status": "ok", "checks": {k: v.as_dict() for k, v in checks.items()}}
     failing = [name for name, c in checks.items() if not c.ok]
     if failing:

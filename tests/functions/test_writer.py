@@ -17,13 +17,16 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError
 
+from bench.writes import CountingObjects
 from functions import writer
 from local.poller import LocalContext
-from pipeline import services
+from pipeline import reader, services
+from pipeline.capture import Captured, capture
+from pipeline.errors import JSyncError
 from pipeline.messages import Change, QueuedEvent
-from pipeline.queues import COMMITS_GROUP, change_dedup_id
+from pipeline.queues import change_dedup_id
 from pipeline.settings import Settings
-from pipeline.store import Store, latest_key, raw_key, snapshot_key, unreadable_key
+from pipeline.store import Store, changelog_marker_key, latest_key, raw_key, snapshot_key, unreadable_key
 from tests.harness import fixture_bytes, fixture_json, receive_all
 
 ACCOUNT = "123456789012"
@@ -266,7 +269,7 @@ def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing
     changes = [Change.from_json(m["Body"]) for m in sent]
     assert [c.event_id for c in changes] == ["s-created", "s-assignee"]
     for message, change in zip(sent, changes, strict=True):
-        assert message["Attributes"]["MessageGroupId"] == COMMITS_GROUP == "commits"
+        assert message["Attributes"]["MessageGroupId"] == change.issue_id  # one group per issue: its order kept
         assert message["Attributes"]["MessageDeduplicationId"] == change_dedup_id(change)
         assert change.issue_id == "10042"
         assert change.key == "OPS-17"
@@ -303,3 +306,172 @@ def test_replayed_event_is_sent_again_with_the_same_dedup_id(settings: Settings)
         assert m["Attributes"]["MessageDeduplicationId"] == first[0]["Attributes"]["MessageDeduplicationId"]
         assert Change.from_json(m["Body"]).event_id == "r-created"
     assert s3_keys(settings, "snapshots/10042/") == [snapshot_key("10042", 1764000000123, "r-created")]
+
+
+# --- what an event writes, and what the reads still serve --------------------------------------------------------
+
+
+def counted_store() -> tuple[Store, CountingObjects]:
+    """The test's store with every object-store call counted by key prefix."""
+    counting = CountingObjects(services.objects())
+    return Store(counting), counting
+
+
+def capture_now(store: Store, event: QueuedEvent) -> Captured:
+    return capture(event, store, lambda _change: None)
+
+
+def reconcile_feed(event_id: str, body: bytes) -> QueuedEvent:
+    """The same change as a webhook, as reconcile feeds it: under its own event id."""
+    received_ms = int(time.time() * 1000)
+    return QueuedEvent(
+        event_id, received_ms, "application/json", raw_key(event_id, received_ms, "json"), body, "reconcile"
+    )
+
+
+def versions(ref: str) -> list[str]:
+    return [item["version"] for item in reader.history(services.store(), ref, 200, None).items]
+
+
+def test_an_update_of_a_captured_issue_writes_raw_snapshot_and_latest_only(settings: Settings) -> None:
+    # Given a captured issue
+    store, counting = counted_store()
+    capture_now(store, queued("u-0", fixture_bytes("issue_created.json")))
+    counting.reset()
+
+    # When an update arrives in order, keeping its key and project
+    assert capture_now(store, queued("u-1", fixture_bytes("issue_updated.json"))).advanced
+
+    # Then it writes the three objects the contract names, and reads only latest/
+    assert counting.puts == {"raw/": 1, "snapshots/": 1, "latest/": 1}
+    assert counting.count("get") == {"latest/": 1}
+    assert counting.count("delete") == {} and counting.count("list") == {}
+    # and every read sees it
+    plain = services.store()
+    assert reader.latest_issue(plain, "OPS-17").document["fields"]["status"]["name"] == "In Progress"
+    updated = fixture_json("issue_updated.json")["issue"]["fields"]["updated"]
+    item = {"key": "OPS-17", "id": "10042", "summary": "Rotate certificates", "status": "In Progress"}
+    assert reader.project_issues(plain, "OPS", 50, None).items == [{**item, "updated": updated}]
+    assert reader.projects(plain) == [{"key": "OPS", "name": "Operations", "issue_count": 1}]
+    assert versions("OPS-17") == ["1764000100456-u-1", "1764000000123-u-0"]
+    assert plain.recorded_entries("10042") == {"created", "10789"}
+
+    # When the same update is delivered again
+    counting.reset()
+    capture_now(store, queued("u-1", fixture_bytes("issue_updated.json")))
+    # Then only its raw copy is written again
+    assert counting.puts == {"raw/": 1}
+
+
+def test_a_move_writes_its_new_key_and_membership_and_the_old_key_still_answers(settings: Settings) -> None:
+    store, counting = counted_store()
+    for n, name in enumerate(["issue_created.json", "issue_updated.json"]):
+        capture_now(store, queued(f"m-{n}", fixture_bytes(name)))
+    counting.reset()
+
+    capture_now(store, queued("m-2", fixture_bytes("issue_moved.json")))
+
+    assert counting.puts["index/keys/"] == 1  # PLAT-5, once
+    assert counting.count("delete") == {"index/projects/": 1}  # its OPS membership
+    plain = services.store()
+    assert reader.latest_issue(plain, "OPS-17").document["key"] == "PLAT-5"
+    assert reader.project_issues(plain, "OPS", 50, None).items == []
+    assert [i["key"] for i in reader.project_issues(plain, "PLAT", 50, None).items] == ["PLAT-5"]
+    counts = {p["key"]: p["issue_count"] for p in reader.projects(plain)}
+    assert counts == {"OPS": 0, "PLAT": 1}
+
+
+def test_an_older_event_claims_its_entry_in_latest_and_another_capture_of_it_adds_nothing(settings: Settings) -> None:
+    store, counting = counted_store()
+    for n, name in enumerate(["issue_created.json", "issue_updated_assignee.json"]):
+        capture_now(store, queued(f"o-{n}", fixture_bytes(name)))
+    counting.reset()
+
+    # When an older change arrives late
+    assert not capture_now(store, queued("o-stale", fixture_bytes("issue_updated_stale.json"))).advanced
+
+    # Then its entry is claimed in latest/, which stays at the newer event, and its snapshot is kept
+    assert counting.puts == {"raw/": 1, "latest/": 1, "snapshots/": 1}
+    assert latest_event("10042") == "o-1"
+    assert services.store().recorded_entries("10042") == {"created", "10790", "10788"}
+    assert versions("10042") == ["1764000200789-o-1", "1764000150000-o-stale", "1764000000123-o-0"]
+
+    # When reconcile feeds the same change under its own id
+    counting.reset()
+    fed = capture_now(store, reconcile_feed("rc-10042-10788", fixture_bytes("issue_updated_stale.json")))
+
+    # Then it is the same change: no snapshot, no write but its raw copy
+    assert fed.snapshot_key is None
+    assert counting.puts == {"raw/": 1}
+    assert len(s3_keys(settings, "snapshots/10042/")) == 3
+
+
+def test_claims_that_earlier_versions_kept_as_marker_objects_still_hold(settings: Settings) -> None:
+    # Given an issue captured by an earlier version: its latest state holds no claims, marker objects do
+    store = services.store()
+    capture_now(store, queued("l-0", fixture_bytes("issue_created.json")))
+    current = store.latest("10042")
+    assert current is not None
+    store.write_json(latest_key("10042"), {k: v for k, v in current.data.items() if k != "entries"}, current)
+    store.claim(changelog_marker_key("10042", "created"), {"event_id": "l-0", "source": "webhook"})
+    # (a webhook that had claimed its change, and died before moving latest/)
+    store.claim(changelog_marker_key("10042", "10789"), {"event_id": "l-1", "source": "webhook"})
+    assert store.recorded_entries("10042") == {"created", "10789"}
+
+    # When reconcile feeds that change under its own id, then the webhook is retried
+    assert (
+        capture_now(store, reconcile_feed("rc-10042-10789", fixture_bytes("issue_updated.json"))).snapshot_key is None
+    )
+    assert capture_now(store, queued("l-1", fixture_bytes("issue_updated.json"))).advanced
+
+    # Then the webhook that claimed it first captured it, once, and latest/ now holds every claim
+    assert versions("10042") == ["1764000100456-l-1", "1764000000123-l-0"]
+    assert store.recorded_entries("10042") == {"created", "10789"}
+    assert s3_keys(settings, "snapshots/10042/") == [
+        snapshot_key("10042", 1764000000123, "l-0"),
+        snapshot_key("10042", 1764000100456, "l-1"),
+    ]
+
+
+def test_a_snapshot_whose_entry_went_to_another_event_is_not_a_version(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = services.store()
+    capture_now(store, queued("x-0", fixture_bytes("issue_created.json")))
+    # Given a webhook that wrote its snapshot and died before latest/, five times over (to the dead-letter queue)
+    webhook = queued("x-1", fixture_bytes("issue_updated.json"))
+    real_write = Store.write_json
+
+    def dies_before_latest(self: Store, key: str, data: dict[str, Any], expected: Any) -> None:
+        if key == latest_key("10042"):
+            raise ConnectionError("killed")
+        real_write(self, key, data, expected)
+
+    monkeypatch.setattr(Store, "write_json", dies_before_latest)
+    with pytest.raises(ConnectionError):
+        capture_now(store, webhook)
+    monkeypatch.setattr(Store, "write_json", real_write)
+    # and reconcile captured the same change meanwhile
+    assert capture_now(store, reconcile_feed("rc-10042-10789", fixture_bytes("issue_updated.json"))).advanced
+
+    # When the webhook is redriven
+    assert capture_now(store, webhook).snapshot_key is None
+
+    # Then the change is one version in the history, reconcile's, though the webhook's snapshot stays stored
+    assert versions("10042") == ["1764000100456-rc-10042-10789", "1764000000123-x-0"]
+    assert snapshot_key("10042", 1764000100456, "x-1") in s3_keys(settings, "snapshots/10042/")
+    assert latest_event("10042") == "rc-10042-10789"
+
+
+def test_a_second_deletion_is_not_a_version(settings: Settings) -> None:
+    store = services.store()
+    capture_now(store, queued("d-0", fixture_bytes("issue_created.json")))
+    capture_now(store, queued("d-1", fixture_bytes("issue_deleted.json")))
+    # Reconcile found the issue gone before the webhook's deletion was captured, and fed one of its own
+    capture_now(store, reconcile_feed("rc-10042-deleted", fixture_bytes("issue_deleted.json")))
+
+    assert versions("10042") == ["1764000500000-d-1", "1764000000123-d-0"]
+    assert len(s3_keys(settings, "snapshots/10042/")) == 3
+    with pytest.raises(JSyncError) as gone:
+        reader.latest_issue(store, "OPS-17")
+    assert gone.value.status == 410
