@@ -266,7 +266,9 @@ def _three_jobs(
     backfill["issues"] = issues
     backfill["changes_expected"] = issues + sum(len(i.histories) for i in model.issues.values())
     backfill["requests_per_issue"] = {k: v / issues for k, v in backfill["requests"].items() if k != "not_200"}
+    backfill.update(captured(model))
     out["backfill"] = backfill
+    log(summary(backfill))
 
     # Changes made after the backfill, dated now: the cursor-based job must find them (the cursor is wall time).
     now = int(time.time() * 1000)
@@ -352,6 +354,33 @@ def _job(pipe: Any, fake: TimedFakeJira, meter: Meter) -> dict[str, Any]:
         "commits": len(remote_commits(settings.git_remote, settings.git_branch)) - commits_before,
         "requests": count_requests(jira),
     }
+
+
+def captured(model: JiraModel) -> dict[str, int]:
+    """What of the site JSync holds once the queues drained: changelog entries and creations, captured and existing."""
+    from pipeline import services
+
+    store = services.store()
+    out = dict.fromkeys(("entries_captured", "entries_existing", "creations_captured", "creations_existing"), 0)
+    for issue in model.issues.values():
+        recorded = store.recorded_entries(issue.id)
+        out["entries_existing"] += len(issue.histories)
+        out["entries_captured"] += sum(1 for h in issue.histories if h.id in recorded)
+        out["creations_existing"] += 1
+        out["creations_captured"] += "created" in recorded
+    return out
+
+
+def summary(backfill: dict[str, Any]) -> str:
+    """The backfill's Jira cost per issue and what it captured, in one line (report.py prints the full table)."""
+    requests, issues = backfill["requests"], backfill["issues"]
+    kinds = ", ".join(f"{kind} {requests[kind]}" for kind in KINDS if requests.get(kind))
+    return (
+        f"reconcile backfill: {requests['total']} Jira requests for {issues:,} issues "
+        f"({requests['total'] / issues:.3f} per issue: {kinds}); changelog entries captured "
+        f"{backfill['entries_captured']:,} of {backfill['entries_existing']:,}, creations "
+        f"{backfill['creations_captured']:,} of {backfill['creations_existing']:,}"
+    )
 
 
 def _poll(poller: Any, name: str, spent: Counter[str]) -> int:

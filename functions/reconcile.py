@@ -10,7 +10,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import jobs, services
-from pipeline.intake import enqueue
+from pipeline.intake import enqueue_many
 from pipeline.jira import JiraClient, JiraRateLimited
 from pipeline.reconcile import Reconciler
 from pipeline.settings import SecretReadFailed, SecretUnavailable, get_settings
@@ -72,7 +72,7 @@ def run_step(record: dict[str, Any], context: Any) -> None:
     reconciler = Reconciler(
         store,
         jira,
-        lambda queued, group: enqueue(queued, group, queues, store),
+        lambda outgoing: enqueue_many(outgoing, queues, store),
         lambda: int(time.time() * 1000),
         settings.sync_lookback_minutes,
     )

@@ -85,11 +85,23 @@ class StorageUnavailable(Exception):
 
 def enqueue(queued: QueuedEvent, group: str, queues: Queues, store: Store) -> None:
     """Put one event on the events queue, by reference to its raw S3 copy when it is too big for a message."""
+    queues.send_event(_sendable(queued, store), group)
+
+
+def enqueue_many(events: list[tuple[QueuedEvent, str]], queues: Queues, store: Store) -> None:
+    """Put (event, message group) pairs on the events queue in order, ten to a call as SQS allows; each event too big
+    for a message goes by reference to its raw S3 copy, as `enqueue` sends it."""
+    # Every raw copy is stored before the first send: a message never points at a copy that is not there.
+    queues.send_events([(_sendable(queued, store), group, None) for queued, group in events])
+
+
+def _sendable(queued: QueuedEvent, store: Store) -> QueuedEvent:
+    """The event as it can travel: itself, or (its body kept in S3 first) a reference to its raw copy."""
     # Measure the message SQS receives: JSON escaping can make it far larger than the body.
-    if queued.body is not None and len(queued.to_json().encode("utf-8")) > MAX_INLINE_MESSAGE_BYTES:
-        try:
-            store.put_raw(queued.raw_key, queued.body, queued.content_type)
-        except UNAVAILABLE:
-            raise StorageUnavailable(queued.raw_key) from None
-        queued = replace(queued, body=None)
-    queues.send_event(queued, group)
+    if queued.body is None or len(queued.to_json().encode("utf-8")) <= MAX_INLINE_MESSAGE_BYTES:
+        return queued
+    try:
+        store.put_raw(queued.raw_key, queued.body, queued.content_type)
+    except UNAVAILABLE:
+        raise StorageUnavailable(queued.raw_key) from None
+    return replace(queued, body=None)

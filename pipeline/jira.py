@@ -22,7 +22,7 @@ from pipeline.keys import is_project_key
 
 log = logging.getLogger(__name__)
 
-SEARCH_PATH = "/rest/api/3/search/jql"  # the old /rest/api/3/search answers 410 since 2025
+SEARCH_PATH = "/rest/api/{}/search/jql"  # the old /rest/api/{3,2}/search answers 410 since 2025
 COUNT_PATH = "/rest/api/3/search/approximate-count"
 ISSUE_PATH = "/rest/api/{}/issue/{}"
 CHANGELOG_PATH = "/rest/api/3/issue/{}/changelog"
@@ -35,6 +35,11 @@ CHANGELOG_PAGE = 100  # the per-issue changelog's largest page
 BULK_IDS_PER_CALL = 1000  # changelog/bulkfetch refuses more issues than this in one call
 BULK_PAGE = 1000
 _ERROR_TEXT_LIMIT = 500
+# Lists an issue embeds as {startAt, maxResults, total, <list>}: field -> (list, how many GET issue lists at most).
+# Worklogs: 20, in GET issue as in search results [2nd: pycontribs/jira #164, atlassian-mcp-server #180], so 20 of
+# them on a search page are what GET issue, and a webhook, would hold. Comments: GET issue lists them all
+# [unconfirmed], and whether search results cut them is not documented, so fewer than their total means cut.
+EMBEDDED_LISTS: dict[str, tuple[str, int | None]] = {"comment": ("comments", None), "worklog": ("worklogs", 20)}
 
 
 class JiraError(Exception):
@@ -115,26 +120,30 @@ class JiraClient:
 
     # --- reading Jira -----------------------------------------------------------------------------
 
-    def search_updated_since(self, jql: str, fields: list[str], page_size: int = 100) -> Iterator[dict[str, Any]]:
+    def search_updated_since(
+        self, jql: str, fields: list[str], page_size: int = 100, api: int = 3
+    ) -> Iterator[dict[str, Any]]:
         """Every issue the (bounded) JQL matches, page by page with `nextPageToken`, as Jira returns them."""
         token: str | None = None
         while True:
-            issues, token = self.search_page(jql, fields, page_size, token)
+            issues, token = self.search_page(jql, fields, page_size, token, api)
             yield from issues
             if not token:
                 return
 
     def search_page(
-        self, jql: str, fields: list[str], page_size: int = 100, token: str | None = None
+        self, jql: str, fields: list[str], page_size: int = 100, token: str | None = None, api: int = 3
     ) -> tuple[list[dict[str, Any]], str | None]:
         """One page of a (bounded) JQL search and the token of the next, None after the last.
 
-        A job that may be cut short keeps the token (valid for days) and carries on from it.
+        A job that may be cut short keeps the token (valid for days) and carries on from it. `api=2` renders the
+        issues as REST v2 and webhooks do (wiki markup, `/rest/api/2/` links); with `fields=["*all"]` each is what
+        `GET /rest/api/2/issue/{id}` gives, save lists Jira cuts in search results (see `cut_collections`).
         """
         body: dict[str, Any] = {"jql": jql, "fields": fields, "maxResults": page_size}
         if token:
             body["nextPageToken"] = token
-        page = self._json("POST", SEARCH_PATH, body=body)
+        page = self._json("POST", SEARCH_PATH.format(api), body=body)
         following = page.get("nextPageToken")
         done = page.get("isLast") or not following
         return list(page.get("issues") or []), None if done else str(following)
@@ -339,6 +348,25 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+def cut_collections(issue: dict[str, Any]) -> list[str]:
+    """The embedded lists (comments, worklogs) this search result holds fewer items of than GET issue would."""
+    fields = issue.get("fields")
+    if not isinstance(fields, dict):
+        return []
+    cut = []
+    for name, (listing, cap) in EMBEDDED_LISTS.items():
+        holder = fields.get(name)
+        if not isinstance(holder, dict) or not isinstance(holder.get(listing), list):
+            continue
+        total = holder.get("total")
+        if not isinstance(total, int):
+            continue
+        whole = total if cap is None else min(total, cap)
+        if len(holder[listing]) < whole:
+            cut.append(name)
+    return cut
 
 
 def history_order(history: dict[str, Any]) -> tuple[int, int]:

@@ -4,6 +4,11 @@ A job runs in steps (a Lambda lives 15 minutes): issues noted as pending (a refu
 then every issue updated since the cursor, then a census of each project's ids to find deletions. Progress is saved
 after each unit of work, so a step cut short resumes from its last page; feeding a change twice is harmless, because
 the writer keeps one capture per changelog entry whichever source brought it.
+
+Jira requests: a search page brings its issues' documents whole (REST v2, every field: what a webhook carries), and
+one `changelog/bulkfetch` their changelogs, so a page of 50 issues costs about two requests. An issue is read alone
+(`GET issue`) only when the page cut one of its lists (comments, worklogs) shorter than GET issue gives it, or when
+it is pending, or when the census misses it.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pipeline.jira import (
     JiraClient,
     JiraError,
     JiraRateLimited,
+    cut_collections,
     project_clause,
 )
 from pipeline.jiratime import epoch_ms
@@ -31,7 +37,12 @@ from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, proj
 
 SEARCH_PAGE = 50  # a page (reads, rebuilds, sends) is one unit of work: it must fit well inside a step's margin
 PENDING_BATCH = 25
-_SEARCH_FIELDS = ["key", "updated", "project"]
+OUTBOX_LIMIT = 100  # events held before sending: a page of issues with long histories stays small in memory
+# Every field, rendered by REST v2: each issue is what GET /rest/api/2/issue/{id} (no expand) gives, as webhooks carry.
+_SEARCH_FIELDS = ["*all"]
+_SEARCH_API = 2
+
+Outgoing = list[tuple[QueuedEvent, str]]  # (event, message group), in the order they must be queued
 
 
 class JobFailed(Exception):
@@ -44,12 +55,14 @@ class Reconciler:
 
     store: Store
     jira: JiraClient
-    send: Callable[[QueuedEvent, str], None]  # (event, message group): onto the events queue
+    send: Callable[[Outgoing], None]  # onto the events queue, in order, as few calls as the queue allows
     now_ms: Callable[[], int]
     lookback_minutes: int = 30
     lookup: Lookup = field(init=False)
     # Issues Jira refused in this step: they stay pending however full the job's error list is.
     _refused: set[str] = field(init=False, default_factory=set)
+    # Events fed and not yet sent: sent together before progress is saved, so a step that dies re-feeds, never loses.
+    _outbox: Outgoing = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         self.lookup = Lookup(self.jira.lookup)
@@ -70,7 +83,7 @@ class Reconciler:
         try:
             while job["phase"] != "done":
                 steps[job["phase"]](job)
-                jobs.save(self.store, job)
+                self._save(job)
                 # Checked after a unit of work, so even a step started late makes progress.
                 if job["phase"] != "done" and out_of_time():
                     return False
@@ -82,7 +95,7 @@ class Reconciler:
                 job["message"] = f"Jira is rate limiting; the job resumes where it stopped. {retry.message}"
             else:
                 job["message"] = f"Jira did not answer; the step is retried from where it stopped. {retry.message}"
-            jobs.save(self.store, job)
+            self._save(job)
             raise
         self._finish(job)
         return True
@@ -121,6 +134,11 @@ class Reconciler:
                 cursor = self._cursor()
                 cursor[job["project"] or "*"] = started
                 self.store.put_json(SYNC_CURSOR, {"scopes": cursor})
+        self._save(job)
+
+    def _save(self, job: dict[str, Any]) -> None:
+        """Record the job's progress, once what it fed up to there is on the queue."""
+        self._flush()
         jobs.save(self.store, job)
 
     def _cursor(self) -> dict[str, Any]:
@@ -134,22 +152,29 @@ class Reconciler:
         if not keys:
             job["phase"] = "search"
             return
+        answered: list[str] = []
         for key in keys:
             issue_id = key[len(PENDING_PREFIX) :].removesuffix(".json")
             if self._reconcile_issue(job, issue_id):
-                self.store.delete(key)
+                answered.append(key)
             resume["pending_after"] = key
             # The search would feed (and count) it again while the writer has yet to capture what we fed.
             resume.setdefault("pending_done", []).append(issue_id)
             if self._out_of_time():
-                return
+                break
+        # A note goes only once what its issue fed is on the queue; if this step dies first, the next job reads it.
+        self._flush()
+        for key in answered:
+            self.store.delete(key)
 
     def _search_step(self, job: dict[str, Any]) -> None:
         resume = job["resume"]
         jql = resume["jql"]
         if job["issues_estimated"] is None and not resume.get("token"):
             job["issues_estimated"] = self._guarded(lambda: self.jira.approximate_count(jql))
-        issues, token = self._guarded(lambda: self.jira.search_page(jql, _SEARCH_FIELDS, SEARCH_PAGE, resume["token"]))
+        issues, token = self._guarded(
+            lambda: self.jira.search_page(jql, _SEARCH_FIELDS, SEARCH_PAGE, resume["token"], api=_SEARCH_API)
+        )
         job["pages_scanned"] += 1
         job["issues_scanned"] += len(issues)
         self._reconcile_page(job, issues)
@@ -197,14 +222,17 @@ class Reconciler:
     # --- one page, one issue ----------------------------------------------------------------------
 
     def _reconcile_page(self, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
+        """Feed what JSync lacks of a search page's issues, from the page's documents and one bulk changelog read."""
         done = set(job["resume"].get("pending_done") or [])
         issues = [issue for issue in issues if str(issue["id"]) not in done]
         ids = [str(issue["id"]) for issue in issues]
         if not ids:
             return
+        # The search read every document before this reads their changelogs: an edit in between shows as an entry
+        # newer than its document, which the rebuild leaves for the next run, never as a document ahead of its entries.
         changelogs = self._guarded(lambda: self.jira.bulk_changelogs(ids))
         wanted = [
-            str(issue["id"])
+            issue
             for issue in issues
             if self._needs_work(
                 str(issue["id"]),
@@ -212,18 +240,28 @@ class Reconciler:
                 changelogs.get(str(issue["id"]), []),
             )
         ]
-        # Every document first, then their changelogs in one call: an edit in between shows as an entry newer
-        # than its document, which the rebuild leaves for the next run, never as a document ahead of its entries.
+        cut = [str(issue["id"]) for issue in wanted if cut_collections(issue)]
+        documents = {str(issue["id"]): issue for issue in wanted if str(issue["id"]) not in cut}
+        documents.update(self._read_whole(job, cut, changelogs))
+        for issue in wanted:
+            issue_id = str(issue["id"])
+            if issue_id in documents:
+                self._feed_missing(job, issue_id, documents[issue_id], changelogs.get(issue_id, []))
+
+    def _read_whole(
+        self, job: dict[str, Any], issue_ids: list[str], changelogs: dict[str, list[dict[str, Any]]]
+    ) -> dict[str, dict[str, Any]]:
+        """GET issue for issues whose list (comments...) the page cut; their changelogs in `changelogs` read anew."""
         documents: dict[str, dict[str, Any]] = {}
-        for issue_id in wanted:
+        for issue_id in issue_ids:
             found = self._read_issue(job, issue_id)
             if found is not None:
                 documents[issue_id] = found
-        if not documents:
-            return
-        fresh = self._guarded(lambda: self.jira.bulk_changelogs(list(documents)))
-        for issue_id, current in documents.items():
-            self._feed_missing(job, issue_id, current, fresh.get(issue_id, []))
+        if documents:
+            # Read after the documents, for the reason _reconcile_page gives: the earlier read came before them.
+            fresh = self._guarded(lambda: self.jira.bulk_changelogs(list(documents)))
+            changelogs.update({issue_id: fresh.get(issue_id, []) for issue_id in documents})
+        return documents
 
     def _needs_work(self, issue_id: str, jira_updated: int | None, histories: list[dict[str, Any]]) -> bool:
         """JSync lacks the issue, a changelog entry of it, or a later edit (one without a changelog entry)."""
@@ -391,10 +429,19 @@ class Reconciler:
         return JobFailed(str(exc))
 
     def _feed(self, issue_id: str, event_id: str, payload: dict[str, Any]) -> None:
+        """Queue one rebuilt delivery: held with the unit of work's others, sent with them (or once enough wait)."""
         now = self.now_ms()
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8")
         queued = QueuedEvent(event_id, now, "application/json", raw_key(event_id, now, "json"), body, "reconcile")
-        self.send(queued, issue_id)
+        self._outbox.append((queued, issue_id))
+        if len(self._outbox) >= OUTBOX_LIMIT:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what was fed, in the order it was fed (so each issue's events keep theirs)."""
+        if self._outbox:
+            outgoing, self._outbox = self._outbox, []
+            self.send(outgoing)
 
 
 def _retryable(exc: JiraError) -> bool:

@@ -4,7 +4,11 @@
 current fields, and `webhooks()` gives, for every entry, the delivery Jira would have sent. `FakeJira(model)` serves
 that model over real HTTP on loopback (search/jql, search/approximate-count, issue, changelog, changelog/bulkfetch,
 and the status, priority, project, issuetype, resolution and user resources) with Basic auth, injected 429/503s, 404
-for deleted and 403 for hidden issues, and a log of every request.
+for deleted and 403 for hidden issues, and a log of every request (`counts()` tallies it by endpoint).
+
+Comments (`add_comment`) bump the issue's `updated` without a changelog entry, as Jira's do. An issue that has any
+lists them in its `comment` field, all of them in GET issue; search results list them all too unless a test sets
+`search_comment_limit` (whether real search results cut them is not documented, so that is off by default).
 
 Issue `self` links and embedded objects follow the API version asked (`/rest/api/2/` in webhooks, 3 or 2 over REST),
 and REST v3 gives the description as ADF where webhooks and v2 give the text, as Jira does. REST answers render
@@ -22,7 +26,7 @@ import random
 import re
 import threading
 import uuid
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +97,16 @@ class ModelHistory:
     items: tuple[dict[str, Any], ...]
 
 
+@dataclass(frozen=True)
+class ModelComment:
+    """One comment: no changelog entry records it; it moves the issue's `updated`."""
+
+    id: str
+    author: str  # accountId
+    created_ms: int
+    body: str
+
+
 @dataclass
 class ModelIssue:
     """An issue and everything it ever was: `states[0]` at creation, `states[i]` right after `histories[i-1]`."""
@@ -106,6 +120,8 @@ class ModelIssue:
     deleted_ms: int | None = None
     deleted_by: str | None = None
     hidden: bool = False
+    comments: list[ModelComment] = field(default_factory=list)
+    touched_ms: int = 0  # the last edit no changelog entry records (a comment)
 
     @property
     def state(self) -> dict[str, Any]:
@@ -121,7 +137,7 @@ class ModelIssue:
 
     @property
     def updated_ms(self) -> int:
-        return int(self.state["updated_ms"])
+        return max(int(self.state["updated_ms"]), self.touched_ms)
 
     @property
     def visible(self) -> bool:
@@ -176,6 +192,7 @@ class JiraModel:
         self._rng = random.Random(seed)
         self._next_number = dict.fromkeys(self.projects, 1)
         self._next_history = 30000
+        self._next_comment = 50000
         self._generate(issues, max_changes)
 
     # --- building history ---------------------------------------------------------------------------
@@ -302,6 +319,26 @@ class JiraModel:
             self._change(issue, kind or self._pick_kind(), at)
             return self._webhook(issue, len(issue.histories))
 
+    def add_comment(
+        self, issue_id: str, body: str | None = None, author: str | None = None, at_ms: int | None = None
+    ) -> dict[str, Any]:
+        """A comment on the issue (its `updated` moves, no changelog entry); returns it as REST v2 shows it.
+
+        `at_ms` may lie before the issue's last change (a comment between two entries); by default it is the newest.
+        """
+        with self.lock:
+            issue = self.issues[issue_id]
+            if issue.deleted_ms is not None:
+                raise ValueError(f"issue {issue.id} is deleted")
+            at = self._next_time(at_ms) if at_ms is not None else max(self._next_time(None), issue.updated_ms + 1)
+            text = body if body is not None else f"{self._summary()}: done on *staging*."
+            comment = ModelComment(str(self._next_comment), author or self._rng.choice(USERS)[0], at, text)
+            self._next_comment += 1
+            issue.comments.append(comment)
+            issue.comments.sort(key=lambda c: (c.created_ms, int(c.id)))
+            issue.touched_ms = max(issue.touched_ms, at)
+            return self.render_comment(issue, comment, 2)
+
     def add_issue(self, project: str | None = None, at_ms: int | None = None) -> ModelWebhook:
         """A new issue; returns its `jira:issue_created` webhook."""
         with self.lock:
@@ -346,7 +383,7 @@ class JiraModel:
         with self.lock:
             issue = self.issues[issue_id]
             state = issue.states[-1 if index is None else index]
-            return _select(self.render_issue(issue, state, api), fields)
+            return _select(self.render_issue(issue, state, api, current=index is None), fields)
 
     def changelog(self, issue_id: str, api: int = 3) -> list[dict[str, Any]]:
         """The issue's REST changelog, oldest first."""
@@ -397,7 +434,8 @@ class JiraModel:
             "timestamp": issue.deleted_ms,
             "webhookEvent": "jira:issue_deleted",
             "user": self._user(issue.deleted_by, 2),
-            "issue": self.render_issue(issue, issue.state, 2, webhook=True),  # the issue as it was before deletion
+            # The issue as it was before deletion.
+            "issue": self.render_issue(issue, issue.state, 2, webhook=True, current=True),
         }
         identifier = self._identifier(issue, "deleted")
         return ModelWebhook(issue.id, identifier, "jira:issue_deleted", issue.deleted_ms, None, payload)
@@ -547,9 +585,33 @@ class JiraModel:
             "items": copy.deepcopy(list(history.items)),
         }
 
-    def render_issue(self, issue: ModelIssue, state: dict[str, Any], api: int, webhook: bool = False) -> dict[str, Any]:
+    def render_comment(self, issue: ModelIssue, comment: ModelComment, api: int, zone: tzinfo = UTC) -> dict[str, Any]:
+        body: Any = comment.body
+        if api >= 3:
+            body = {
+                "type": "doc",
+                "version": 1,
+                "content": [{"type": "paragraph", "content": [{"type": "text", "text": body}]}],
+            }
+        author = self.render_user(comment.author, api)
+        return {
+            "self": f"{self.site}/rest/api/{api}/issue/{issue.id}/comment/{comment.id}",
+            "id": comment.id,
+            "author": author,
+            "body": body,
+            "updateAuthor": author,
+            "created": iso(comment.created_ms, zone),
+            "updated": iso(comment.created_ms, zone),
+            "jsdPublic": True,
+        }
+
+    def render_issue(
+        self, issue: ModelIssue, state: dict[str, Any], api: int, webhook: bool = False, current: bool = False
+    ) -> dict[str, Any]:
+        """The issue in `state`; `current`: as it is now, with edits no changelog entry records (comments)."""
         site, key = self.site, state["key"]
         zone = UTC if webhook else self.rest_zone
+        updated_ms = issue.updated_ms if current else int(state["updated_ms"])
         description = state["description"]
         if api >= 3 and description is not None:
             description = {
@@ -569,7 +631,7 @@ class JiraModel:
             "reporter": self._user(issue.creator, api),
             "creator": self._user(issue.creator, api),
             "created": iso(issue.created_ms, zone),
-            "updated": iso(state["updated_ms"], zone),
+            "updated": iso(updated_ms, zone),
             "resolution": None,
             "resolutiondate": None,
             "duedate": None,
@@ -591,6 +653,15 @@ class JiraModel:
             "progress": {"progress": 0, "total": 0},
             "aggregateprogress": {"progress": 0, "total": 0},
         }
+        if issue.comments:  # only then, so issues without comments render as they always did
+            shown = [self.render_comment(issue, c, api, zone) for c in issue.comments if c.created_ms <= updated_ms]
+            fields["comment"] = {
+                "comments": shown,
+                "self": f"{site}/rest/api/{api}/issue/{issue.id}/comment",
+                "maxResults": len(shown),
+                "total": len(shown),
+                "startAt": 0,
+            }
         document = {"id": issue.id, "self": f"{site}/rest/api/{api}/issue/{issue.id}", "key": key, "fields": fields}
         return document if webhook else {"expand": _EXPAND, **document}
 
@@ -742,6 +813,8 @@ class FakeJira:
             "bulk_changelog": 1000,
             "expand_changelog": 20,
         }
+        # Comments a search result lists at most (the rest only counted in `total`); None lists them all.
+        self.search_comment_limit: int | None = None
         self._faults: deque[Fault] = deque()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -806,6 +879,10 @@ class FakeJira:
 
     def paths(self, method: str | None = None) -> list[str]:
         return [r.path for r in self.requests if method is None or r.method == method]
+
+    def counts(self, since: int = 0) -> Counter[str]:
+        """Requests from the `since`-th on, by endpoint: `GET /rest/api/2/issue/{id}`, `POST /rest/api/2/search/jql`."""
+        return Counter(endpoint(r.method, r.path) for r in self.requests[since:])
 
     # --- serving --------------------------------------------------------------------------------------
 
@@ -904,11 +981,19 @@ class FakeJira:
         with self.model.lock:
             matching = parsed.sort([i for i in self.model.issues.values() if i.visible and parsed.matches(i)])
             page = matching[start : start + size]
-            issues = [_select(self.model.render_issue(i, i.state, api), fields) for i in page]
+            issues = [self._cut(_select(self.model.render_issue(i, i.state, api, current=True), fields)) for i in page]
         result: dict[str, Any] = {"issues": issues, "isLast": start + size >= len(matching)}
         if not result["isLast"]:
             result["nextPageToken"] = _token(jql, start + size)
         return result
+
+    def _cut(self, issue: dict[str, Any]) -> dict[str, Any]:
+        """A search result's comments cut to `search_comment_limit`, the rest counted in `total` only."""
+        holder = issue.get("fields", {}).get("comment")
+        limit = self.search_comment_limit
+        if limit is not None and isinstance(holder, dict) and len(holder["comments"]) > limit:
+            issue["fields"]["comment"] = {**holder, "comments": holder["comments"][:limit], "maxResults": limit}
+        return issue
 
     def _count(self, body: Any) -> dict[str, Any]:
         jql = str((body if isinstance(body, dict) else {}).get("jql") or "")
@@ -942,7 +1027,7 @@ class FakeJira:
     def _issue(self, issue: ModelIssue, api: int, query: dict[str, list[str]]) -> dict[str, Any]:
         fields = [f for value in query.get("fields", []) for f in value.split(",")] or None
         with self.model.lock:
-            document = _select(self.model.render_issue(issue, issue.state, api), fields)
+            document = _select(self.model.render_issue(issue, issue.state, api, current=True), fields)
             if "changelog" in ",".join(query.get("expand", [])).split(","):
                 # What `expand=changelog` really does: the newest entries only, the oldest silently dropped.
                 kept = issue.histories[-self.page_limits["expand_changelog"] :]
@@ -1004,6 +1089,13 @@ class FakeJira:
         if start + size < len(entries):
             result["nextPageToken"] = _token(scope, start + size)
         return result
+
+
+def endpoint(method: str, path: str) -> str:
+    """`GET /rest/api/2/issue/{id}`: the request's method and path, ids and keys in it replaced by `{id}`."""
+    path = re.sub(r"/issue/[^/]+", "/issue/{id}", path)
+    path = re.sub(r"/(status|priority|project|issuetype|resolution)/[^/]+", r"/\1/{id}", path)
+    return f"{method} {path}"
 
 
 def _number(value: Any, default: int) -> int:

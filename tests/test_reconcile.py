@@ -14,12 +14,21 @@ from typing import Any
 import pytest
 
 from pipeline import jobs, reader, services
-from pipeline.reconcile import scheduled_run_due
+from pipeline.intake import enqueue_many
+from pipeline.jira import JiraClient
+from pipeline.messages import QueuedEvent
+from pipeline.queues import Queues
+from pipeline.reconcile import SEARCH_PAGE, Outgoing, Reconciler, scheduled_run_due
+from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import canonical_json, git_path, issue_document
 from pipeline.store import pending_key
 from tests.conftest import fresh_environment
 from tests.fakejira import EMAIL, TOKEN, USERS, FakeJira, JiraModel, ModelWebhook
 from tests.harness import Pipeline
+
+SEARCH = "POST /rest/api/2/search/jql"
+BULK = "POST /rest/api/3/changelog/bulkfetch"
+GET_ISSUE = "GET /rest/api/2/issue/{id}"
 
 
 def point_at(fake: FakeJira, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,13 +139,16 @@ def synced_history(pipeline: Pipeline, issue_id: str) -> list[dict[str, Any]]:
 
 
 def test_an_instance_seen_first_by_reconcile_gets_one_commit_per_changelog_entry(
-    synced: Pipeline, model: JiraModel
+    synced: Pipeline, model: JiraModel, fake: FakeJira
 ) -> None:
     job = synced.sync()
 
     assert job["state"] == "succeeded", job
     assert job["issues_scanned"] == len(model.issues)
     assert_matches_jira(synced, model)
+    # One search page brought every document, one bulk read every changelog: no issue was read alone
+    counts = fake.counts()
+    assert (counts[SEARCH], counts[BULK], counts[GET_ISSUE]) == (1, 1, 0), counts
     for issue in model.visible_issues():
         commits = commits_of(synced, issue.id)
         assert committed_entries(synced, issue.id) == ["created", *(h.id for h in issue.histories)], issue.key
@@ -171,13 +183,17 @@ def test_deleted_and_hidden_issues_are_told_apart(synced: Pipeline, model: JiraM
 def test_rate_limits_are_waited_out_and_other_refusals_are_reported(
     synced: Pipeline, model: JiraModel, fake: FakeJira
 ) -> None:
-    fake.inject(429, times=2, retry_after=0.05, path="/rest/api/3/search/jql")
+    fake.inject(429, times=2, retry_after=0.05, path="/rest/api/2/search/jql")
     broken = sorted(model.issues)[3]
+    # Its comments are more than a search page lists, so it is read alone, and Jira refuses that read
+    for _ in range(3):
+        model.add_comment(broken)
+    fake.search_comment_limit = 2
     fake.inject(400, times=1, retry_after=None, path=f"/rest/api/2/issue/{broken}")
 
     job = synced.sync()
 
-    assert [r.status for r in fake.requests if r.path == "/rest/api/3/search/jql"][:3] == [429, 429, 200]
+    assert [r.status for r in fake.requests if r.path == "/rest/api/2/search/jql"][:3] == [429, 429, 200]
     assert job["state"] == "finished_with_errors", job
     assert [(e["issue_id"], e["status"]) for e in job["errors"]] == [(broken, 400)]
     assert synced.latest(broken) is None
@@ -324,3 +340,117 @@ def test_rest_rendering_times_in_the_sites_zone_adds_no_phantom_change(synced: P
 
 def first_and_last(hooks: list[ModelWebhook]) -> list[ModelWebhook]:
     return hooks[:1] + hooks[1:][-1:]
+
+
+# --- Jira requests and queue sends -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cut", [None, 2])
+def test_issues_are_read_alone_exactly_when_the_search_page_cut_their_comments(
+    synced: Pipeline, model: JiraModel, fake: FakeJira, cut: int | None
+) -> None:
+    # Given three issues with comments, two of them with more than a search page lists (when it cuts at all)
+    ids = sorted(model.issues)
+    commented = {ids[0]: 3, ids[5]: 4, ids[7]: 1}
+    for issue_id, count in commented.items():
+        for _ in range(count):
+            model.add_comment(issue_id)
+    fake.search_comment_limit = cut
+
+    job = synced.sync()
+
+    # Then only the issues whose comments were cut are read alone, and their changelogs read again after them
+    assert job["state"] == "succeeded", job
+    alone = sorted(i for i, n in commented.items() if cut is not None and n > cut)
+    reads = [r.path.rsplit("/", 1)[-1] for r in fake.requests if r.method == "GET" and "/issue/" in r.path]
+    assert sorted(reads) == alone
+    counts = fake.counts()
+    assert (counts[SEARCH], counts[BULK]) == (1, 1 + bool(alone)), counts
+    bulk_reads = [r.body["issueIdsOrKeys"] for r in fake.requests if r.path.endswith("/changelog/bulkfetch")]
+    assert bulk_reads[1:] == ([alone] if alone else [])
+    # And every issue is stored whole: all its comments, every changelog entry
+    assert_matches_jira(synced, model)
+    for issue_id, count in commented.items():
+        assert len(synced.latest(issue_id)["issue"]["fields"]["comment"]["comments"]) == count
+
+
+def test_a_backfill_of_a_big_site_costs_a_tenth_of_a_request_an_issue_and_feeds_every_entry(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a site of 500 issues JSync has never seen, a few with comments, one with more than a page lists
+    model = JiraModel(seed=7, issues=500, max_changes=8)
+    ids = sorted(model.issues)
+    for issue_id in ids[::97]:
+        model.add_comment(issue_id)
+    for _ in range(4):
+        model.add_comment(ids[123])
+    fresh_environment(moto_endpoint, tmp_path, monkeypatch, backend="embedded")
+    with FakeJira(model) as fake:
+        fake.search_comment_limit = 3
+        sent: list[Outgoing] = []
+        saves: list[int] = []
+        reconciler = Reconciler(
+            services.store(),
+            JiraClient(fake.base_url, EMAIL, TOKEN, sleep=lambda _: None),
+            sent.append,
+            lambda: model.now_ms + 60_000,
+        )
+        save = jobs.save
+
+        def saved(store: Any, job: dict[str, Any]) -> None:
+            # Progress is recorded only once what was fed up to there is on the queue
+            assert not reconciler._outbox, "progress saved before its events were sent"
+            saves.append(sum(len(batch) for batch in sent))
+            save(store, job)
+
+        monkeypatch.setattr(jobs, "save", saved)
+        job = jobs.new_job("backfill", "api", None, None, model.now_ms)
+        assert reconciler.run(job, lambda: False)
+        counts = fake.counts()
+
+    # When it is backfilled, it costs a search page and a bulk changelog read per 50 issues, plus a few
+    assert job["state"] == "succeeded", job
+    pages = -(-len(ids) // SEARCH_PAGE)
+    assert counts[SEARCH] == pages and counts[BULK] == pages + 1, counts  # + the cut issue's changelog, read again
+    assert counts[GET_ISSUE] == 1, counts  # the cut issue alone
+    assert sum(counts.values()) <= len(ids) / 10, counts
+    # And every changelog entry (and each issue's creation) is fed, once, each issue's in order
+    fed = [queued.event_id for batch in sent for queued, _ in batch]
+    assert len(fed) == len(set(fed))
+    for issue in model.issues.values():
+        # (A refresh, `rc-<id>-u<updated>-<digest>`, follows an issue's last entry when a comment came after it.)
+        mine = [e for e in fed if e.startswith(f"rc-{issue.id}-") and not e.split("-", 2)[2].startswith("u")]
+        assert mine == [f"rc-{issue.id}-{key}" for key in ("created", *(h.id for h in issue.histories))], issue.key
+    assert job["changes_fed"] == len(fed)
+    # Sent a page at a time (or OUTBOX_LIMIT at a time), not an event at a time
+    assert len(sent) <= pages + len(fed) // 100 + 1 and all(sent)
+    assert saves == sorted(saves) and saves[-1] == len(fed)
+
+
+def test_an_event_too_big_for_a_message_is_sent_by_reference_in_its_batch(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh_environment(moto_endpoint, tmp_path, monkeypatch, backend="embedded")
+    store = services.store()
+    big = b'{"environment": "' + b"x" * MAX_INLINE_MESSAGE_BYTES + b'"}'
+    events = [
+        (QueuedEvent(f"rc-1-{n}", 1, "application/json", f"raw/2026/01/01/rc-1-{n}.json", body, "reconcile"), "1")
+        for n, body in enumerate([b"{}", big, b'{"a": 1}'])
+    ]
+    calls: list[list[tuple[QueuedEvent, str, str | None]]] = []
+
+    class Spy(Queues):
+        def send_events(self, events: list[tuple[QueuedEvent, str, str | None]]) -> None:
+            calls.append(events)
+
+    enqueue_many(events, Spy(services.queue_bus(), "events", "commits"), store)
+
+    # One batch, in order; the big one by reference to its raw copy, stored first; the others inline
+    assert len(calls) == 1
+    assert [(e.event_id, group, dedup) for e, group, dedup in calls[0]] == [
+        ("rc-1-0", "1", None),
+        ("rc-1-1", "1", None),
+        ("rc-1-2", "1", None),
+    ]
+    assert [e.body for e, _, _ in calls[0]] == [b"{}", None, b'{"a": 1}']
+    assert store.get_bytes(events[1][0].raw_key) == big

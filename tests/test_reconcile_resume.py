@@ -191,11 +191,11 @@ def past_the_dedup_window(mp: pytest.MonkeyPatch) -> list[str]:
     change and a duplicate. Returns the event ids sent, in order."""
     sent: list[str] = []
 
-    def send_event(self: Queues, event: QueuedEvent, group: str) -> None:
-        sent.append(event.event_id)
-        self.bus.send(self.names["events"], [Outgoing(event.to_json(), group, uuid.uuid4().hex)])
+    def send_events(self: Queues, events: list[tuple[QueuedEvent, str, str | None]]) -> None:
+        sent.extend(event.event_id for event, _, _ in events)
+        self.bus.send(self.names["events"], [Outgoing(e.to_json(), group, uuid.uuid4().hex) for e, group, _ in events])
 
-    mp.setattr(Queues, "send_event", send_event)
+    mp.setattr(Queues, "send_events", send_events)
     return sent
 
 
@@ -221,7 +221,7 @@ def test_a_job_cut_to_one_unit_per_step_ends_exactly_as_one_uninterrupted_step(
     assert got == expected
 
 
-@pytest.mark.parametrize("where", ["mid-page", "after feeding a deletion"])
+@pytest.mark.parametrize("where", ["mid-page", "after a page is sent", "after feeding a deletion"])
 def test_a_step_that_dies_is_retried_and_every_change_is_captured_exactly_once(
     moto_endpoint: str, tmp_path: Path, where: str
 ) -> None:
@@ -244,34 +244,39 @@ def test_a_step_that_dies_is_retried_and_every_change_is_captured_exactly_once(
 
 
 def die_once(mp: pytest.MonkeyPatch, where: str) -> list[str]:
-    """The step dies (Lambda out of memory, say) once: after the third event fed from one search page, or right after
-    feeding a deletion; nothing after that point is saved. Returns the event id fed just before dying."""
+    """The step dies (Lambda out of memory, say) once, right after a send and before the progress it covers is saved:
+    mid-page (the page's events sent two at a time), after a whole search page's events are sent, or after the send
+    that carries a deletion. Returns the event id sent last before dying."""
     died: list[str] = []
-    page_feeds: list[int] = []
-    reconcile_page, feed = Reconciler._reconcile_page, Reconciler._feed
+    page: dict[str, str] = {}  # "reading" inside _reconcile_page, "read" after it (its events go with the next save)
+    reconcile_page, flush = Reconciler._reconcile_page, Reconciler._flush
+    if where == "mid-page":
+        mp.setattr("pipeline.reconcile.OUTBOX_LIMIT", 2)
 
     def on_page(self: Reconciler, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
-        page_feeds.append(0)
+        page["state"] = "reading"
         try:
             reconcile_page(self, job, issues)
         finally:
-            page_feeds.pop()
+            page["state"] = "read"
 
-    def on_feed(self: Reconciler, issue_id: str, event_id: str, payload: dict[str, Any]) -> None:
-        feed(self, issue_id, event_id, payload)
-        if died:
+    def on_flush(self: Reconciler) -> None:
+        outgoing = [queued for queued, _ in self._outbox]
+        flush(self)
+        if died or not outgoing:
             return
-        if where == "mid-page" and page_feeds:
-            page_feeds[-1] += 1
-            if page_feeds[-1] == 3:
-                died.append(event_id)
-        elif where != "mid-page" and payload.get("webhookEvent") == "jira:issue_deleted":
-            died.append(event_id)
-        if died:
+        if where == "mid-page":
+            dies = page.get("state") == "reading"
+        elif where == "after a page is sent":
+            dies = page.get("state") == "read"
+        else:
+            dies = any(json.loads(q.body or b"{}").get("webhookEvent") == "jira:issue_deleted" for q in outgoing)
+        if dies:
+            died.append(outgoing[-1].event_id)
             raise MemoryError("Runtime exited: the step dies here")
 
     mp.setattr(Reconciler, "_reconcile_page", on_page)
-    mp.setattr(Reconciler, "_feed", on_feed)
+    mp.setattr(Reconciler, "_flush", on_flush)
     return died
 
 
@@ -281,7 +286,7 @@ def test_a_rate_limit_longer_than_the_client_waits_ends_the_step_and_the_job_res
     expected = baseline(moto_endpoint, tmp_path)
     with environment(moto_endpoint, tmp_path / "limited", scenario()) as run:
         prepare(run)
-        run.fake.inject(429, times=1, retry_after=121, path="/rest/api/3/search/jql")  # the client waits 120 s at most
+        run.fake.inject(429, times=1, retry_after=121, path="/rest/api/2/search/jql")  # the client waits 120 s at most
         hidden_for = spy_visibility(run)
         seen: list[dict[str, Any]] = []
         run.use(lambda handler: after_each_step(handler, seen))
@@ -289,7 +294,7 @@ def test_a_rate_limit_longer_than_the_client_waits_ends_the_step_and_the_job_res
         got = outcome(run, job)
 
     # The step ended at once, asked SQS to bring the message back when Jira said, and said why meanwhile
-    assert [r.status for r in run.fake.requests if r.path == "/rest/api/3/search/jql"][:2] == [429, 200]
+    assert [r.status for r in run.fake.requests if r.path == "/rest/api/2/search/jql"][:2] == [429, 200]
     assert 121 in hidden_for
     assert [j["state"] for j in seen][:2] == ["running", "succeeded"]
     assert "rate limiting" in (seen[0]["message"] or "")
@@ -417,26 +422,46 @@ def small_model() -> JiraModel:
     return JiraModel(seed=11, issues=4, max_changes=2)
 
 
-def test_a_change_captured_while_reconcile_reads_the_issue_is_never_undone(moto_endpoint: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize("read", ["by its search page", "alone, its comments cut by the page"])
+def test_a_change_captured_while_reconcile_reads_the_issue_is_never_undone(
+    moto_endpoint: str, tmp_path: Path, read: str
+) -> None:
     with environment(moto_endpoint, tmp_path / "race", small_model()) as run:
         run.deliver_all()
         target = sorted(run.model.issues)[0]
         run.model.add_change(target, kind="summary")  # its webhook is lost: reconcile will read the issue
-        issue = JiraClient.issue
+        alone = read.startswith("alone")
+        if alone:
+            for _ in range(2):
+                run.model.add_comment(target)
+            run.fake.search_comment_limit = 1
         raced: list[str] = []
 
-        def read_then_edited(self: JiraClient, id_or_key: str, fields: list[str] | None = None, api: int = 3) -> Any:
+        def edited_now() -> None:
+            # Someone changes the issue right after our read, and its webhook is captured at once
+            hook = run.model.add_change(target, kind="status")
+            raced.append(str(hook.history_id))
+            assert run.pipeline.deliver(hook.body, identifier=hook.identifier)["statusCode"] == 202
+            while run.pipeline.writer.poll_once():
+                pass
+
+        issue, search_page = JiraClient.issue, JiraClient.search_page
+
+        def issue_then_edited(self: JiraClient, id_or_key: str, fields: list[str] | None = None, api: int = 3) -> Any:
             document = issue(self, id_or_key, fields, api)
             if id_or_key == target and fields is None and not raced:
-                # Someone changes the issue right after our read, and its webhook is captured at once
-                hook = run.model.add_change(target, kind="status")
-                raced.append(str(hook.history_id))
-                assert run.pipeline.deliver(hook.body, identifier=hook.identifier)["statusCode"] == 202
-                while run.pipeline.writer.poll_once():
-                    pass
+                edited_now()
             return document
 
-        run.mp.setattr(JiraClient, "issue", read_then_edited)
+        def page_then_edited(self: JiraClient, jql: str, fields: list[str], *args: Any, **kwargs: Any) -> Any:
+            issues, token = search_page(self, jql, fields, *args, **kwargs)
+            if fields != ["id"] and any(i["id"] == target for i in issues) and not raced:
+                edited_now()
+            return issues, token
+
+        run.mp.setattr(
+            JiraClient, "issue" if alone else "search_page", issue_then_edited if alone else page_then_edited
+        )
         job = run.pipeline.sync()
 
         assert raced and job["state"] == "succeeded", job

@@ -24,6 +24,7 @@ from pipeline.jira import (
     JiraClient,
     JiraError,
     JiraRateLimited,
+    cut_collections,
     updated_since_clause,
 )
 from pipeline.payload import EVENT_ID_PATTERN, event_id_for, parse_event
@@ -311,6 +312,74 @@ def test_fake_search_defaults_to_ids_and_refuses_what_jira_refuses(model: JiraMo
     _, expanded = raw_get(fake, f"/rest/api/3/issue/{issue.id}?expand=changelog")
     # `expand=changelog` keeps only the newest entries, as Jira's does: the reason reconcile never uses it
     assert expanded["changelog"]["histories"] == model.changelog(issue.id)[-2:]
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_a_v2_search_page_of_every_field_is_what_get_issue_gives_save_comments_it_cuts(
+    model: JiraModel, fake: FakeJira, client: JiraClient, limit: int | None
+) -> None:
+    ids = sorted(model.issues)
+    for issue_id, count in ((ids[1], 2), (ids[4], 3)):
+        for _ in range(count):
+            model.add_comment(issue_id)
+    fake.search_comment_limit = limit
+    issues = list(client.search_updated_since("updated >= 0 ORDER BY id ASC", ["*all"], api=2))
+    fake.search_comment_limit = None
+
+    assert [i["id"] for i in issues] == ids
+    for issue in issues:
+        whole = client.issue(issue["id"], api=2)
+        if issue["id"] == ids[4] and limit is not None:
+            # The page lists two of three comments, and says so by their total: GET issue lists them all
+            assert cut_collections(issue) == ["comment"] and cut_collections(whole) == []
+            listed = issue["fields"]["comment"]
+            assert (len(listed["comments"]), listed["maxResults"], listed["total"]) == (2, 2, 3)
+            assert listed["comments"] == whole["fields"]["comment"]["comments"][:2]
+        else:
+            assert cut_collections(issue) == [] and issue == whole, issue["id"]
+    assert "comment" in issues[1]["fields"] and "comment" not in issues[0]["fields"]  # only issues commented on
+    counts = fake.counts()
+    assert counts["POST /rest/api/2/search/jql"] == 1 and counts["GET /rest/api/2/issue/{id}"] == len(ids), counts
+
+
+def test_cut_lists_are_those_shorter_than_get_issue_gives_them() -> None:
+    def issue(**fields: Any) -> dict[str, Any]:
+        return {"id": "1", "fields": fields}
+
+    def listing(name: str, shown: int, total: int) -> dict[str, Any]:
+        return {name: [{"id": str(n)} for n in range(shown)], "maxResults": shown, "total": total, "startAt": 0}
+
+    assert cut_collections(issue(comment=listing("comments", 5, 5))) == []
+    assert cut_collections(issue(comment=listing("comments", 20, 21))) == ["comment"]
+    # GET issue lists 20 worklogs at most as well: 20 of 30 is all it would give too
+    assert cut_collections(issue(worklog=listing("worklogs", 20, 30))) == []
+    assert cut_collections(issue(worklog=listing("worklogs", 10, 30))) == ["worklog"]
+    assert cut_collections(issue(comment=listing("comments", 1, 2), worklog=listing("worklogs", 1, 2))) == [
+        "comment",
+        "worklog",
+    ]
+    # Without a total, or without the list (fields not asked for), nothing says it is cut
+    assert cut_collections(issue(comment={"comments": []})) == []
+    assert cut_collections(issue(summary="x")) == cut_collections({"id": "1"}) == []
+
+
+def test_fake_counts_requests_by_endpoint(model: JiraModel, fake: FakeJira, client: JiraClient) -> None:
+    issue_id = sorted(model.issues)[0]
+    client.issue(issue_id, api=2)
+    client.issue(model.issues[issue_id].key, api=2)
+    client.changelog(issue_id)
+    client.bulk_changelogs([issue_id])
+    client.lookup("status", "3")
+    seen = len(fake.requests)
+    client.search_page("updated >= 0", ["*all"], api=2)
+    assert fake.counts() == {
+        "GET /rest/api/2/issue/{id}": 2,
+        "GET /rest/api/3/issue/{id}/changelog": 1,
+        "POST /rest/api/3/changelog/bulkfetch": 1,
+        "GET /rest/api/2/status/{id}": 1,
+        "POST /rest/api/2/search/jql": 1,
+    }
+    assert fake.counts(since=seen) == {"POST /rest/api/2/search/jql": 1}
 
 
 # --- the model: webhooks JSync can parse, changelogs that replay ------------------------------------

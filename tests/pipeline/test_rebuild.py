@@ -288,6 +288,31 @@ def test_comments_and_worklogs_made_later_are_not_in_an_earlier_state(model: Jir
     assert current["fields"]["comment"]["comments"] == [early, late]  # the caller's document is left alone
 
 
+def test_a_search_page_document_rebuilds_the_webhooks_jira_sent_comments_included(
+    model: JiraModel, client: JiraClient
+) -> None:
+    # Given issues commented on between their changelog entries and after the last (no webhook says so)
+    ids = sorted(i.id for i in model.issues.values() if len(i.histories) >= 2)[:4]
+    assert ids, "the seed must give issues two entries or more"
+    for issue_id in ids:
+        model.add_comment(issue_id, at_ms=model.issues[issue_id].histories[1].created_ms - 1)
+        model.add_comment(issue_id)
+    histories = client.bulk_changelogs(ids)
+    lookup = Lookup(client.lookup)
+
+    # When each is rebuilt from its search result (REST v2, every field) rather than from GET issue
+    for document in client.search_updated_since("updated >= 0 ORDER BY id ASC", ["*all"], api=2):
+        if document["id"] not in ids:
+            continue
+        events = rebuild(document, histories.get(document["id"], []), lookup)
+
+        # Then the deliveries are the webhooks Jira sent, each with the comments made by then
+        assert_same_deliveries(events, sent(model, document["id"]))
+        assert events == rebuild_from_jira(client, document["id"], lookup)
+        shown = [len(e.payload["issue"]["fields"]["comment"]["comments"]) for e in events]
+        assert shown[:3] == [0, 0, 1] and shown[-1] == 1, shown  # the newest comment came after the last entry
+
+
 # --- times: REST renders them in the site's zone, webhooks in UTC ------------------------------------
 
 
