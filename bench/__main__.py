@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import committer, durability, endtoend, reconcile, repos
+from bench import batches, committer, durability, endtoend, reconcile, repos, writes
 from bench.endtoend import BACKENDS
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.motoserver import MotoServer
@@ -37,8 +37,9 @@ QUICK_SIZES = (200,)
 CLI_MAX_FILES = 10_000  # the git-CLI-per-event plan takes seconds per event beyond this
 # committer: generated repositories, the committer and its cold start; e2e: the local stack end to end, ingest and
 # API, kill -9 of its process group (per backend); reconcile: backfill, catch-up and idle re-run against a fake Jira
-# (per backend).
-SECTIONS = ("committer", "e2e", "reconcile")
+# (per backend); batches: issue 13's large commit batches against a remote that takes 300 ms a push; writes: object
+# store calls per webhook, writer and committer (embedded).
+SECTIONS = ("committer", "e2e", "reconcile", "batches", "writes")
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def run(
         "cold_start": {},
         "e2e": {},
         "reconcile": {},
+        "batches": {},
+        "writes": {},
         "errors": {},
     }
     results["paths"]["repo_cache"] = str(repos.cache_root())
@@ -132,6 +135,24 @@ def run(
                 except Exception as exc:
                     results["errors"][f"reconcile {backend}"] = _error(exc)
                 checkpoint(results)
+        if "batches" in sections:
+            log(started, "large commit batches (issue 13)")
+            try:
+                results["batches"] = batches.run(
+                    token,
+                    **(batches.QUICK if quick else batches.FULL),
+                    log=lambda text: log(started, text),
+                )
+            except Exception as exc:
+                results["errors"]["batches"] = _error(exc)
+            checkpoint(results)
+        if "writes" in sections:
+            log(started, "object-store calls per webhook (issue 13)")
+            try:
+                results["writes"] = writes.run(20, 100) if quick else writes.run(200, 2000)
+            except Exception as exc:
+                results["errors"]["writes"] = _error(exc)
+            checkpoint(results)
     finally:
         server.stop()
         shutil.rmtree(served, ignore_errors=True)

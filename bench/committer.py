@@ -22,7 +22,7 @@ from bench.gitserver import TOKEN_ENV, git_env
 from bench.repos import BASE_TIME_MS, issue_doc, issue_id, issue_key
 from pipeline.messages import Change
 from pipeline.snapshot import canonical_json, git_path
-from pipeline.store import snapshot_key
+from pipeline.store import Store, snapshot_key
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH = 10  # what the commits queue hands the committer at most
@@ -64,6 +64,13 @@ def changes_for(n: int, count: int, tag: str, seed: int = 0) -> list[Change]:
     return out
 
 
+def records_store(path: Path) -> Store:
+    """Where the committer keeps its records in a benchmark: an embedded store of its own."""
+    from pipeline.backends.embedded import Database, SqliteObjects
+
+    return Store(SqliteObjects(Database(path)))
+
+
 def _peak_rss_mb() -> float:
     """This process's own peak RSS. ru_maxrss is not: Linux folds in the RSS of the process that exec'd us
     (subprocess uses vfork), so a child of a 75 MB parent reports at least 75 MB. VmHWM is this image's own."""
@@ -88,14 +95,7 @@ def _jsync_child(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
     git.fetch()
     fetch_s = time.perf_counter() - started
-    mem: dict[str, dict[str, Any]] = {}
-    tip: dict[str, str] = {}
-    records = GitRecords(
-        load=lambda i: mem.get(i),
-        save=lambda i, d: mem.__setitem__(i, d),
-        load_tip=lambda: tip.get("t"),
-        save_tip=lambda t: tip.__setitem__("t", t),
-    )
+    records = GitRecords(records_store(Path(spec["cache"]).with_suffix(".records.db")))
     pushes: list[tuple[float, float]] = []
     real_push = git.push
 

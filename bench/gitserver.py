@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -84,6 +85,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._cgi(b"")
 
     def do_POST(self) -> None:
+        if self.path.endswith("/git-receive-pack") and self.server.push_delay:
+            time.sleep(self.server.push_delay)  # a git host's round trips and ref update, as issue 13 measures
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
             body = _read_chunked(self.rfile)
         else:
@@ -184,10 +187,11 @@ def _cgi_headers(stdout: IO[bytes]) -> tuple[int, list[tuple[str, str]]]:
 class _GitHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, root: Path, token: str | None) -> None:
+    def __init__(self, root: Path, token: str | None, push_delay: float = 0.0) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         self.root = root
         self.token = token
+        self.push_delay = push_delay
         self.backend = http_backend()
 
 
@@ -229,11 +233,13 @@ class GitServer(_Urls):
 
 
 class GitServerProcess(_Urls):
-    """The same server in a child process, so its work never shows in the benchmark's own CPU or GIL."""
+    """The same server in a child process, so its work never shows in the benchmark's own CPU or GIL.
+    `push_delay`: seconds added to every push, as a git host's round trips add them."""
 
-    def __init__(self, root: Path, token: str | None = None) -> None:
+    def __init__(self, root: Path, token: str | None = None, push_delay: float = 0.0) -> None:
         self.root = root
         self.token = token
+        self.push_delay = push_delay
         self.port = 0
         self._proc: subprocess.Popen[str] | None = None
 
@@ -243,7 +249,7 @@ class GitServerProcess(_Urls):
         if self.token:
             env[TOKEN_ENV] = self.token
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "bench.gitserver", str(self.root)],
+            [sys.executable, "-m", "bench.gitserver", str(self.root), "--push-delay", str(self.push_delay)],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
             text=True,
@@ -284,8 +290,9 @@ def copy_repo(source: Path, target: Path) -> Path:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("root", type=Path, help="directory holding the bare repositories to serve")
+    parser.add_argument("--push-delay", type=float, default=0.0, help="seconds added to every push")
     args = parser.parse_args()
-    httpd = _GitHTTPServer(args.root.resolve(), os.environ.get(TOKEN_ENV) or None)
+    httpd = _GitHTTPServer(args.root.resolve(), os.environ.get(TOKEN_ENV) or None, args.push_delay)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=httpd.shutdown, daemon=True).start())
     print(httpd.server_address[1], flush=True)
     try:

@@ -221,6 +221,13 @@ def render(results: dict[str, Any]) -> str:
     if "reconcile" in sections:
         for backend in backends:
             _reconcile_section(backend, (results.get("reconcile") or {}).get(backend) or {}, add)
+    if results.get("batches"):
+        _batches_section(results["batches"], add)
+    if results.get("writes"):
+        from bench.writes import render as render_writes
+
+        add("Object-store calls per webhook (issue 13): " + render_writes(results["writes"]))
+        add("")
     if results.get("issue12"):
         add(
             "Issue 12: the local stack on each backend (targets set for embedded); figures only, never a pass/fail exit"
@@ -503,3 +510,39 @@ def _reconcile_section(backend: str, rc: dict[str, Any], add: Callable[[str], No
 
 def _pair(first: Any, second: Any) -> str:
     return f"{_fmt(first, 1)} / {_fmt(second, 1)}" if first is not None else "–"
+
+
+def _batches_section(b: dict[str, Any], add: Callable[[str], None]) -> None:
+    """Issue 13: one push per 10 changes beside large batches, against a remote that takes `push_delay_s` a push."""
+    today, large = b.get("burst_today") or {}, b.get("burst_large") or {}
+    p_today, p_large = b.get("paced_today") or {}, b.get("paced_large") or {}
+    add(
+        f"Large commit batches (issue 13): a {_fmt(b.get('files'))}-file repository over smart HTTP, "
+        f"{_fmt(b.get('push_delay_s'))} s added to every push"
+    )
+    add(f"  {'':58}{'one push per 10':>18}{'large batches':>16}")
+    rows = [
+        ("burst: changes queued at once", today.get("changes"), large.get("changes")),
+        ("burst: seconds until all on the remote", today.get("seconds"), large.get("seconds")),
+        ("burst: pushes", today.get("pushes"), large.get("pushes")),
+        ("burst: changes per second", today.get("changes_per_s"), large.get("changes_per_s")),
+        ("burst: commits on the remote", today.get("commits_on_remote"), large.get("commits_on_remote")),
+        ("paced: changes offered per second", p_today.get("offered_per_s"), p_large.get("offered_per_s")),
+        ("paced: changes taken per second", p_today.get("taken_per_s"), p_large.get("taken_per_s")),
+        (
+            "paced: queued to pushed p50, s",
+            p_today.get("queued_to_pushed_p50_s"),
+            p_large.get("queued_to_pushed_p50_s"),
+        ),
+        (
+            "paced: queued to pushed p95, s",
+            p_today.get("queued_to_pushed_p95_s"),
+            p_large.get("queued_to_pushed_p95_s"),
+        ),
+    ]
+    for name, first, second in rows:
+        add(f"  {name:58}{_fmt(first):>18}{_fmt(second):>16}")
+    projected = b.get("burst_today_projected_s")
+    if projected:
+        add(f"  one push per 10 at its measured rate would take {_fmt(projected)} s for {_fmt(large.get('changes'))}")
+    add("")

@@ -60,7 +60,7 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
         env=env,
         capture_output=True,
         text=True,
-        timeout=240,
+        timeout=360,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads(out.read_text())
@@ -117,6 +117,18 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
     for backend in ("embedded", "aws"):
         assert f"3. End to end through the local stack on {backend}" in proc.stdout
         assert f"(issue 7) on {backend}" in proc.stdout
+    # Issue 13: every change of each run reached the remote, and large batches took far fewer pushes
+    batch = results["batches"]
+    for run in ("burst_today", "burst_large", "paced_today", "paced_large"):
+        assert batch[run]["commits_on_remote"] == batch[run]["changes"], batch[run]
+        number(batch, run, "pushes")
+    assert batch["burst_today"]["pushes"] == batch["burst_today"]["changes"] / 10
+    assert batch["burst_large"]["pushes"] < batch["burst_large"]["changes"] / 10
+    number(batch, "paced_large", "queued_to_pushed_p95_s")
+    assert "Large commit batches (issue 13)" in proc.stdout
+    # and an update of a captured issue costs the writer the three PUTs the layout needs: raw, snapshot, latest
+    assert results["writes"]["update"]["puts_by_prefix"] == {"latest/": 1, "raw/": 1, "snapshots/": 1}
+    assert "Object-store calls per webhook (issue 13)" in proc.stdout
     # What `--only reconcile` prints: that section alone
     alone = render({**results, "sections": ["reconcile"], "targets": [], "issue12": []})
     assert "5. Reconcile" in alone and not any(h in alone for h in (*headings[:4], "Targets", "Issue 12"))
