@@ -49,3 +49,23 @@ def test_an_error_inside_a_write_rolls_it_back(tmp_path: Path) -> None:
         raise RuntimeError("boom")
     assert SqliteObjects(db).get("x") is None
     assert not db.connection().in_transaction
+
+
+def test_what_a_killed_run_held_comes_back_at_once_without_a_receive_counted(tmp_path: Path) -> None:
+    from pipeline.backends import Outgoing
+    from pipeline.backends.embedded import SqliteQueues
+
+    queues = SqliteQueues(Database(tmp_path / "jsync.db"))
+    queues.create("dlq.fifo", None, 60)
+    queues.create("q.fifo", "dlq.fifo", 60)
+    queues.send("q.fifo", [Outgoing("held", "g", "1"), Outgoing("expired", "h", "2")])
+    held, expired = queues.receive("q.fifo", 10, 240)
+    queues.change_visibility("q.fifo", expired.receipt, 0)  # its receive ended: it failed, and that counts
+    # When a restart (the process was killed with `held` in hand) releases what was in flight, six times over
+    for _ in range(6):
+        assert queues.release_in_flight() >= 1
+        got = {m.body: m for m in queues.receive("q.fifo", 10, 240)}
+        assert got["held"].receive_count == 1  # the kill is not the message's failure
+    # Then nothing reached the dead-letter queue, and the message whose receive ended kept its count
+    assert queues.depth("dlq.fifo").total == 0
+    assert got["expired"].receive_count >= 2
