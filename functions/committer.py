@@ -18,7 +18,6 @@ from pipeline.settings import get_settings
 
 logger = Logger(service="jsync-committer")
 _MARGIN_SECONDS = 30  # stop starting batches this long before Lambda's timeout: a batch and its push fit in it
-_RECENT_SECONDS = 30  # a remote that answered this recently is not asked again before receiving
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
@@ -26,10 +25,8 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     deadline = time.monotonic() + _remaining_seconds(context) - _MARGIN_SECONDS
     try:
         git = services.git_store()
-        # Ask the remote first, unless it answered moments ago: while it is down, changes stay queued, untouched, and
-        # use up none of their receives.
-        if not git.fetched or git.answered_at is None or time.monotonic() - git.answered_at > _RECENT_SECONDS:
-            git.fetch()
+        # Ask the remote first: while it is down, changes stay queued, untouched, and use up none of their receives.
+        git.fetch()
         result = drain(
             services.queue_bus(),
             settings.commits_queue,

@@ -77,7 +77,6 @@ class GitStore:
         # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
         self._deltas_ok = not isinstance(self._client, LocalGitClient)
         self.fetched = False  # once per process: /tmp may hold an old tip from a previous runtime
-        self.answered_at: float | None = None  # time.monotonic() of the remote's last answer to a fetch or a push
         self.begin()
 
     def close(self) -> None:
@@ -127,7 +126,6 @@ class GitStore:
             time.sleep(0.05 * (attempt + 1))
         if tip:
             self.repo.refs[ref] = tip
-        self.answered_at = time.monotonic()
         if restart:
             self.tip = tip
             self.fetched = True
@@ -168,7 +166,6 @@ class GitStore:
         commits = [o for o in self._new.values() if o.type_num == Commit.type_num]
         self.repo.object_store.add_objects([(o, None) for o in commits])
         assert head is not None
-        self.answered_at = time.monotonic()
         self.repo.refs[self.ref] = head
         self.tip = head
         for key in self._replaced:  # the remote has moved past them
