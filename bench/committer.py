@@ -20,8 +20,9 @@ from typing import Any
 
 from bench.gitserver import TOKEN_ENV, git_env
 from bench.repos import BASE_TIME_MS, issue_doc, issue_id, issue_key
+from pipeline.ids import canonical_json
 from pipeline.messages import Change
-from pipeline.snapshot import canonical_json, git_path
+from pipeline.snapshot import git_path
 from pipeline.store import Store, snapshot_key
 
 ROOT = Path(__file__).resolve().parents[1]

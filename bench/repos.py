@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from bench.gitserver import git_env
-from pipeline.snapshot import canonical_json, git_path
+from pipeline.ids import canonical_json
+from pipeline.snapshot import git_path
 
 PROJECTS = (
     "ALPHA", "BRAVO", "CHARLIE", "DELTA", "ECHO", "FOXTROT", "GOLF", "HOTEL", "INDIA", "JULIET",
     "KILO", "LIMA", "MIKE", "NOVEMBER", "OSCAR", "PAPA", "QUEBEC", "ROMEO", "SIERRA", "TANGO",
 )  # fmt: skip
+
 _FORMAT = "v1"  # bump when the documents change, so cached repositories are rebuilt
 _SITE = "https://example.atlassian.net"
 _WORDS = ("rotate", "certificates", "deploy", "pipeline", "latency", "cache", "invalidate", "billing", "export",

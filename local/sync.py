@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from pipeline.ids import JOB_ID
 from pipeline.settings import load_settings
-from pipeline.store import JOB_ID_PATTERN
 
 POLL_SECONDS = 0.5
 PLAIN_EVERY = 5.0  # seconds between progress lines when the output is not a terminal
@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
             accepted = client.call("POST", "/sync", {"project": args.project or None, "since": args.since or None})
             job_id = str(accepted.get("job_id") or "")
             print(f"sync: job {job_id} started", file=out, flush=True)
-        if not JOB_ID_PATTERN.fullmatch(job_id):
+        if not JOB_ID.fullmatch(job_id):
             print(f"sync: {job_id!r} is not a job id", file=sys.stderr)
             return 2
         job = follow(client, job_id, out, out.isatty(), started)

@@ -11,13 +11,13 @@ from typing import Any
 
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
+from pipeline.ids import Order
 from pipeline.index import note_project, project_of, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import (
     FieldChange,
-    Order,
     actor,
     apply_event,
     field_changes,
@@ -245,7 +245,7 @@ def _advancing_order(state: dict[str, Any], event: WebhookEvent, order: Order) -
     """
     if state.get("deleted"):
         return None
-    current = Order.from_list(state.get("order") or state["capture"]["order"])
+    current = Order.of_state(state)
     if order > current:
         return order
     fills_in = state.get("partial") and event.event_name in _FULL_ISSUE_EVENTS
@@ -339,7 +339,7 @@ def _advance(
         previous_key=state.get("previous_key"),
         event_id=queued.event_id,
         event_name=event.event_name,
-        order=state.get("order") or capture["order"],
+        order=Order.of_state(state).as_list(),
         actor=capture["actor"],
         subject=headline(event, key or str(event.issue_id), state.get("previous_key"), changes),
         changes=capture["changes"],

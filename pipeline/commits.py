@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.gitstore import GitStore, Person, PushRejected, redact
+from pipeline.ids import Order, canonical_json
 from pipeline.messages import Change
-from pipeline.snapshot import Order, canonical_json, git_path
+from pipeline.snapshot import git_path
 from pipeline.store import Store, StoreConflict, record_shard_key
 
 log = logging.getLogger(__name__)

@@ -201,10 +201,6 @@ class GitStore:
         self._replaced: set[bytes] = set()  # tip trees this batch replaced
         self.head = self.tip
 
-    def blob_id(self, path: str) -> bytes | None:
-        """The blob at `path` in the staged head (hex), or None."""
-        return self.blob_id_in(self._tree(self._commit(self.head).tree), path) if self.head else None
-
     def stage(self, writes: dict[str, bytes | None], author: Person, author_time: int, message: str) -> bytes | None:
         """Commit `writes` (path -> content, None removes) on the staged head; None if nothing changed.
 

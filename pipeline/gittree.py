@@ -99,37 +99,6 @@ def delta(base_size: int, result_size: int, copies: tuple[tuple[int, int], tuple
     return bytes(out)
 
 
-def apply_delta(base: bytes, patch: bytes) -> bytes:
-    """Git's patch-delta, for tests and for checking our own deltas."""
-    pos, base_size = _read_varint(patch, 0)
-    pos, result_size = _read_varint(patch, pos)
-    if base_size != len(base):
-        raise ValueError("delta base size mismatch")
-    out = bytearray()
-    while pos < len(patch):
-        op = patch[pos]
-        pos += 1
-        if op & 0x80:
-            offset = size = 0
-            for bit in range(4):
-                if op & (1 << bit):
-                    offset |= patch[pos] << (8 * bit)
-                    pos += 1
-            for bit in range(3):
-                if op & (0x10 << bit):
-                    size |= patch[pos] << (8 * bit)
-                    pos += 1
-            out += base[offset : offset + (size or 0x10000)]
-        elif op:
-            out += patch[pos : pos + op]
-            pos += op
-        else:
-            raise ValueError("delta opcode 0 is reserved")
-    if len(out) != result_size:
-        raise ValueError("delta result size mismatch")
-    return bytes(out)
-
-
 def _copy(out: bytearray, offset: int, size: int) -> None:
     while size > 0:
         take = min(size, _COPY_LIMIT)
@@ -162,13 +131,3 @@ def _varint(value: int) -> bytes:
             out.append(byte)
             return bytes(out)
 
-
-def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        shift += 7
-        if not byte & 0x80:
-            return pos, value

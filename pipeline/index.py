@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any
 
-from pipeline.keys import is_issue_key, project_of_key
+from pipeline.ids import is_issue_key, project_of_key
 from pipeline.store import Store, StoreConflict, issue_key_index, project_count_key, project_item_key
 
 _APPLIED_MEMORY = 500  # recent count adjustments remembered, so a retried event never counts twice

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from pipeline.ids import is_project_key
 from pipeline.jiratime import epoch_ms
-from pipeline.keys import is_project_key
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,19 @@ class IssueHidden(JiraError):
     """403: the issue exists but these credentials may no longer see it; never treat it as deleted."""
 
 
-def updated_since_clause(epoch_ms: int, lookback_minutes: int = 10) -> str:
-    """The JQL bound `updated >= <epoch ms - lookback>`.
+def lookback_bound(epoch_ms: int, lookback_minutes: int) -> int:
+    """Where a search from a cursor starts: `lookback_minutes` before it. Search is eventually consistent and
+    webhooks arrive up to 30 minutes late, so a margin is read again and a change indexed late is still found."""
+    return max(0, int(epoch_ms) - max(0, lookback_minutes) * 60_000)
+
+
+def updated_since_clause(bound_ms: int) -> str:
+    """The JQL bound `updated >= <epoch ms>`.
 
     JQL reads a quoted date ("yyyy-MM-dd HH:mm") in the caller's profile time zone at minute precision, so a UTC
-    cursor skips changes west of UTC; an unquoted number is read as epoch milliseconds, exact and zone-free. The
-    lookback re-reads a margin because search is eventually consistent: a change indexed late still gets found.
+    cursor skips changes west of UTC; an unquoted number is read as epoch milliseconds, exact and zone-free.
     """
-    bound = max(0, int(epoch_ms) - max(0, lookback_minutes) * 60_000)
-    return f"updated >= {bound}"
+    return f"updated >= {max(0, int(bound_ms))}"
 
 
 def project_clause(project_key: str) -> str:

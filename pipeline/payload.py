@@ -10,11 +10,10 @@ from typing import Any
 from xml.parsers import expat
 
 from pipeline.errors import WebhookRejected
-from pipeline.keys import is_issue_id
+from pipeline.ids import EVENT_ID, MAX_EVENT_TIME_MS, is_issue_id
 
 JSON_TYPES = frozenset({"application/json"})
 XML_TYPES = frozenset({"application/xml", "text/xml"})
-EVENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,100}$")  # safe in S3 keys, SQS ids and git trailers
 _DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 # Entities other than issues that events can be about, in the order we look for them.
 _ENTITY_KEYS = ("project", "version", "sprint", "board", "user", "filter", "issueLink", "issueType", "attachment")
@@ -56,7 +55,7 @@ def is_issue_event(event_name: str) -> bool:
 
 def event_id_for(identifier: str | None, body: bytes) -> str:
     """The same delivery identifier always yields the same event id; without one, the body decides."""
-    if identifier and EVENT_ID_PATTERN.fullmatch(identifier):
+    if identifier and EVENT_ID.fullmatch(identifier):
         return identifier
     if identifier:
         return hashlib.sha256(identifier.encode()).hexdigest()
@@ -241,7 +240,6 @@ def _check_issue_shape(data: dict[str, Any], name: str) -> None:
 
 
 # Event times are epoch ms of 13 digits at most (until the year 2286): what history keys and versions hold.
-MAX_EVENT_TIME_MS = 10**13 - 1
 
 
 def _timestamp(value: Any, fallback_ms: int) -> int:

@@ -18,11 +18,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.errors import JSyncError
+from pipeline.ids import ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json
 from pipeline.index import project_of
-from pipeline.keys import ISSUE_REF, PROJECT_KEY
-from pipeline.snapshot import canonical_json
 from pipeline.store import (
-    VERSION,
     Store,
     history_position,
     history_position_time,
@@ -114,9 +112,7 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
 
 def projects(store: Store) -> list[dict[str, Any]]:
     """Every project captured, with its issue count: one LIST plus one GET per project."""
-    folders = store.list_folders("index/projects/")
-    keys = [folder.removeprefix("index/projects/").rstrip("/") for folder in folders]
-    counts = _read_many(store, [project_count_key(k) for k in keys if PROJECT_KEY.fullmatch(k)])
+    counts = _read_many(store, [project_count_key(k) for k in store.project_keys()])
     return [{"key": c["project"], "name": c.get("name"), "issue_count": int(c["issue_count"])} for c in counts if c]
 
 
@@ -203,8 +199,8 @@ def _versions(store: Store, issue_id: str, state: dict[str, Any] | None) -> list
             continue
         if event_id == deletion and state is not None:
             # Above everything, even when it came late: at latest/'s order, one changelog step above it.
-            ranked_ms, changelog_id, _ = state.get("order") or state["capture"]["order"]
-            versions.append(_Version(name, int(ranked_ms), event_id, int(changelog_id) + 1))
+            ranked = Order.of_state(state)
+            versions.append(_Version(name, ranked.time_ms, event_id, ranked.changelog_id + 1))
         else:
             versions.append(_Version(name, int(time_ms), event_id))
     return versions

@@ -24,6 +24,7 @@ from typing import Any
 
 from pipeline.jira import history_order
 from pipeline.jiratime import canonical, canonicalize, epoch_ms, same_instant
+from pipeline.snapshot import COLLECTIONS, TOP_LEVEL_NOISE
 
 # The keys each kind of object has where an issue embeds it; a fetched resource carries more (a user's groups, a
 # project's lead and components...) that a webhook's issue never shows.
@@ -50,19 +51,8 @@ _OBJECT_FIELDS = frozenset({"status", "priority", "project", "issuetype", "resol
 _USER_FIELDS = frozenset({"assignee", "reporter"})
 _TEXT_FIELDS = frozenset({"summary", "description", "environment"})
 _SECONDS_FIELDS = frozenset({"timeoriginalestimate", "timeestimate", "timespent"})
-_COLLECTIONS = {"comment": "comments", "worklog": "worklogs"}  # field -> its list, each item with a `created`
-# What GET /issue adds that a webhook's issue never has.
-_NOT_IN_WEBHOOKS = (
-    "expand",
-    "changelog",
-    "renderedFields",
-    "names",
-    "schema",
-    "editmeta",
-    "transitions",
-    "operations",
-    "versionedRepresentations",
-)
+# What GET /issue adds that a webhook's issue never has: the presentation fields a snapshot drops, and more.
+_NOT_IN_WEBHOOKS = (*TOP_LEVEL_NOISE, "changelog", "names", "schema", "versionedRepresentations")
 
 
 @dataclass(frozen=True)
@@ -203,7 +193,7 @@ def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lo
 def _as_of(fields: dict[str, Any], at_ms: int) -> None:
     """Comments and worklogs made after `at_ms` did not exist yet. (Edits to older ones cannot be undone: Jira
     keeps no history of them, so an old state shows their latest text.)"""
-    for field, listing in _COLLECTIONS.items():
+    for field, listing in COLLECTIONS.values():  # each item with a `created`
         holder = fields.get(field)
         if not isinstance(holder, dict) or not isinstance(holder.get(listing), list):
             continue

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import jobs
+from pipeline.ids import Order, canonical_json
 from pipeline.jira import (
     IssueGone,
     IssueHidden,
@@ -27,12 +28,14 @@ from pipeline.jira import (
     JiraError,
     JiraRateLimited,
     cut_collections,
+    lookback_bound,
     project_clause,
+    updated_since_clause,
 )
 from pipeline.jiratime import epoch_ms
 from pipeline.messages import QueuedEvent
 from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
-from pipeline.snapshot import Order, canonical_json, issue_document
+from pipeline.snapshot import issue_document
 from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, project_prefix, raw_key
 
 SEARCH_PAGE = 50  # a page (reads, rebuilds, sends) is one unit of work: it must fit well inside a step's margin
@@ -107,11 +110,9 @@ class Reconciler:
             cursor = self._cursor()
             known = [cursor.get("*"), cursor.get(job["project"]) if job["project"] else None]
             last = max((c for c in known if isinstance(c, int)), default=None)
-            # The lookback re-reads a margin: search is eventually consistent and webhooks arrive up to 30 min late.
-            bound = None if last is None else max(0, last - self.lookback_minutes * 60_000)
+            bound = None if last is None else lookback_bound(last, self.lookback_minutes)
         clauses = [project_clause(job["project"])] if job["project"] else []
-        # An unquoted number is epoch ms: exact, in no time zone (a quoted date is minutes in the caller's zone).
-        clauses.append(f"updated >= {bound or 0}")
+        clauses.append(updated_since_clause(bound or 0))
         job.update(state="running", phase="pending", started_at=jobs.iso(now), message=None)
         job["resume"] = {
             "started_ms": now,
@@ -185,8 +186,7 @@ class Reconciler:
     def _census_step(self, job: dict[str, Any]) -> None:
         resume = job["resume"]
         if "projects" not in resume:
-            held = [p.rstrip("/").rsplit("/", 1)[-1] for p in self.store.list_folders("index/projects/")]
-            resume["projects"] = [job["project"]] if job["project"] else sorted(held)
+            resume["projects"] = [job["project"]] if job["project"] else self.store.project_keys()
             resume["project_index"] = 0
         if resume["project_index"] >= len(resume["projects"]):
             job["phase"] = "done"
@@ -338,7 +338,7 @@ class Reconciler:
             held = state.get("issue")
             # Through issue_document too: a document stored before times were kept in UTC compares as its instants.
             held_doc = issue_document(held) if isinstance(held, dict) else None
-            newest = (Order.from_list(state.get("order") or state["capture"]["order"]), held_doc)
+            newest = (Order.of_state(state), held_doc)
         if fed and fed[-1] is events[-1]:
             last = events[-1]
             order = Order(last.timestamp_ms, int(last.key) if last.key.isdigit() else 0, "")
@@ -390,7 +390,7 @@ class Reconciler:
         # Jira says only that the issue is gone, not when or by whom: the deletion is dated when this job started
         # looking (just after the last change we hold, if that is later). Never the clock at this call: a retried
         # step feeds it again, and another time would be another snapshot of the same deletion.
-        held = Order.from_list(latest.data.get("order") or latest.data["capture"]["order"]).time_ms
+        held = Order.of_state(latest.data).time_ms
         at = max(int(job["resume"].get("started_ms") or self.now_ms()), held + 1)
         payload = {"timestamp": at, "webhookEvent": "jira:issue_deleted", "issue": doc}
         self._feed(issue_id, f"rc-{issue_id}-deleted", payload)

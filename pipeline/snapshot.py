@@ -7,8 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.ids import Order, is_issue_key, project_of_key
 from pipeline.jiratime import canonicalize
-from pipeline.keys import is_issue_key, project_of_key
 from pipeline.payload import WebhookEvent
 
 # Fields that change with who is looking, not with an edit; they never reach git or `latest/`.
@@ -17,42 +17,20 @@ _VIEWER_RELATIVE: tuple[tuple[str, ...], ...] = (
     ("fields", "watches", "isWatching"),
     ("fields", "votes", "hasVoted"),
 )
-_TOP_LEVEL_NOISE = ("expand", "renderedFields", "editmeta", "transitions", "operations")
-# Lists inside the issue that comment and worklog events update one item at a time.
-_COLLECTIONS = {"comment": ("comment", "comments"), "worklog": ("worklog", "worklogs")}
 
-
-@dataclass(frozen=True, order=True)
-class Order:
-    """Where an event stands among its issue's events: event time, then changelog id, then event id."""
-
-    time_ms: int
-    changelog_id: int
-    event_id: str
-
-    def as_list(self) -> list[Any]:
-        return [self.time_ms, self.changelog_id, self.event_id]
-
-    @classmethod
-    def from_list(cls, value: list[Any]) -> Order:
-        return cls(int(value[0]), int(value[1]), str(value[2]))
+TOP_LEVEL_NOISE = ("expand", "renderedFields", "editmeta", "transitions", "operations")
+# Lists inside the issue that comment and worklog events update one item at a time: event kind -> (field, its list).
+COLLECTIONS = {"comment": ("comment", "comments"), "worklog": ("worklog", "worklogs")}
 
 
 def order_of(event: WebhookEvent, event_id: str) -> Order:
     return Order(event.timestamp_ms, event.changelog_id, event_id)
 
 
-def canonical_json(doc: Any) -> bytes:
-    """The one serialisation git and S3 share: sorted keys, 2-space indent, UTF-8, trailing newline."""
-    text = json.dumps(doc, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
-    # A lone surrogate (half an emoji, valid in JSON) has no UTF-8 form: keep it as its JSON escape.
-    return text.encode("utf-8", "backslashreplace")
-
-
 def issue_document(issue: dict[str, Any]) -> dict[str, Any]:
     """The issue's own data: the payload's issue minus viewer-relative and presentation fields, times in UTC."""
     doc = copy.deepcopy(issue)
-    for name in _TOP_LEVEL_NOISE:
+    for name in TOP_LEVEL_NOISE:
         doc.pop(name, None)
     for path in _VIEWER_RELATIVE:
         parent: Any = doc
@@ -71,7 +49,7 @@ def apply_event(previous: dict[str, Any] | None, event: WebhookEvent) -> dict[st
     if name == "jira:issue_deleted":
         return None
     kind = name.split("_", 1)[0]
-    if kind in _COLLECTIONS:
+    if kind in COLLECTIONS:
         # Comment and worklog events carry a cut-down issue: update one item, never drop stored fields.
         # A document stored before times were kept in UTC gets them now, so its next diff shows only the edit.
         base = copy.deepcopy(previous) if previous else _partial_document(event)
@@ -86,7 +64,7 @@ def apply_event(previous: dict[str, Any] | None, event: WebhookEvent) -> dict[st
     if isinstance(held, dict):
         # Webhook issues do not always list comments and worklogs; keep what we hold rather than erase it.
         fields = doc.setdefault("fields", {})
-        for field in _COLLECTIONS:
+        for field in COLLECTIONS:
             if field not in fields and field in held:
                 fields[field] = copy.deepcopy(held[field])
                 if isinstance(fields[field], dict | list):
@@ -102,7 +80,7 @@ def _partial_document(event: WebhookEvent) -> dict[str, Any]:
 
 
 def _apply_item(doc: dict[str, Any], kind: str, item: dict[str, Any], *, deleted: bool) -> None:
-    field, list_name = _COLLECTIONS[kind]
+    field, list_name = COLLECTIONS[kind]
     fields = doc.setdefault("fields", {})
     holder = fields.get(field)
     if not isinstance(holder, dict):
@@ -135,7 +113,7 @@ def actor(event: WebhookEvent) -> dict[str, str] | None:
     """Who made the change: the comment's or worklog's author for those events, else the webhook user."""
     kind = event.event_name.split("_", 1)[0]
     candidates: list[Any] = []
-    if kind in _COLLECTIONS and isinstance(event.data.get(kind), dict):
+    if kind in COLLECTIONS and isinstance(event.data.get(kind), dict):
         item = event.data[kind]
         candidates += (
             [item.get("updateAuthor"), item.get("author")]
@@ -181,7 +159,7 @@ def field_changes(
             if isinstance(i, dict)
         ]
     kind = event.event_name.split("_", 1)[0]
-    if kind in _COLLECTIONS and isinstance(event.data.get(kind), dict):
+    if kind in COLLECTIONS and isinstance(event.data.get(kind), dict):
         item_id = str(event.data[kind].get("id"))
         verb = event.event_name.rsplit("_", 1)[-1]
         return [FieldChange(kind, None if verb == "created" else item_id, None if verb == "deleted" else item_id)]
@@ -220,7 +198,7 @@ def headline(event: WebhookEvent, key: str, previous_key: str | None, changes: l
     if previous_key and previous_key != key:
         return f"moved from {previous_key}"
     kind, _, verb = name.partition("_")
-    if kind in _COLLECTIONS:
+    if kind in COLLECTIONS:
         item = event.data.get(kind)
         item = item if isinstance(item, dict) else {}
         who = (actor(event) or {}).get("displayName")

@@ -10,18 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.backends import ObjectStore, PreconditionFailed
-from pipeline.keys import ISSUE_ID as _ISSUE_ID
-from pipeline.keys import ISSUE_KEY, PROJECT_KEY
-from pipeline.payload import EVENT_ID_PATTERN, MAX_EVENT_TIME_MS
-
-
-def stored_json(data: Any) -> bytes:
-    """How JSync's JSON objects are stored: one line, sorted keys, UTF-8, a trailing newline. One record per line is
-    what data-lake readers (Athena's JSON SerDe) take, and the standard library writes it in C, several times faster
-    than the indented form git keeps for people (`snapshot.canonical_json`)."""
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
-    # A lone surrogate (half an emoji, valid in JSON) has no UTF-8 form: keep it as its JSON escape.
-    return text.encode("utf-8", "backslashreplace")
+from pipeline.ids import EVENT_ID, ISSUE_KEY, JOB_ID, MAX_EVENT_TIME_MS, PROJECT_KEY, VERSION, stored_json
+from pipeline.ids import ISSUE_ID as _ISSUE_ID
 
 
 class ObjectMissing(Exception):
@@ -40,19 +30,18 @@ def _check(pattern: re.Pattern[str], value: str, what: str) -> str:
 
 def raw_key(event_id: str, received_ms: int, extension: str) -> str:
     day = time.strftime("%Y/%m/%d", time.gmtime(received_ms / 1000))
-    return f"raw/{day}/{_check(EVENT_ID_PATTERN, event_id, 'event id')}.{extension}"
+    return f"raw/{day}/{_check(EVENT_ID, event_id, 'event id')}.{extension}"
 
 
 def snapshot_key(issue_id: str, event_time_ms: int, event_id: str) -> str:
     issue = _check(_ISSUE_ID, issue_id, "issue id")
-    return f"snapshots/{issue}/{int(event_time_ms)}-{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
+    return f"snapshots/{issue}/{int(event_time_ms)}-{_check(EVENT_ID, event_id, 'event id')}.json"
 
 
 def latest_key(issue_id: str) -> str:
     return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
 
-VERSION = re.compile(r"^[0-9]{1,16}-[A-Za-z0-9._-]{1,100}$")
 _FAR_FUTURE_MS = MAX_EVENT_TIME_MS  # history positions count down from here so ascending is newest first
 
 
@@ -61,8 +50,11 @@ def issue_key_index(key: str) -> str:
     return f"index/keys/{_check(ISSUE_KEY, key, 'issue key')}.json"
 
 
+PROJECTS_PREFIX = "index/projects/"
+
+
 def project_prefix(project: str) -> str:
-    return f"index/projects/{_check(PROJECT_KEY, project, 'project key')}/"
+    return f"{PROJECTS_PREFIX}{_check(PROJECT_KEY, project, 'project key')}/"
 
 
 def project_item_key(project: str, issue_id: str) -> str:
@@ -87,7 +79,7 @@ def history_position(issue_id: str, order: list[Any]) -> str:
     """
     time_ms, changelog_id, event_id = int(order[0]), int(order[1]), str(order[2])
     countdown = f"{_FAR_FUTURE_MS - time_ms:013d}-{10**12 - 1 - min(changelog_id, 10**12 - 1):012d}"
-    return f"{history_prefix(issue_id)}{countdown}-{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
+    return f"{history_prefix(issue_id)}{countdown}-{_check(EVENT_ID, event_id, 'event id')}.json"
 
 
 def history_position_time(position: str) -> int | None:
@@ -127,16 +119,15 @@ UNREADABLE_PREFIX = "index/unreadable/"
 
 
 def unreadable_key(event_id: str) -> str:
-    return f"{UNREADABLE_PREFIX}{_check(EVENT_ID_PATTERN, event_id, 'event id')}.json"
+    return f"{UNREADABLE_PREFIX}{_check(EVENT_ID, event_id, 'event id')}.json"
 
 
-JOB_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SYNC_CURSOR = "sync/cursor.json"
 PENDING_PREFIX = "sync/pending/"
 
 
 def job_key(job_id: str) -> str:
-    return f"sync/jobs/{_check(JOB_ID_PATTERN, job_id, 'job id')}.json"
+    return f"sync/jobs/{_check(JOB_ID, job_id, 'job id')}.json"
 
 
 def pending_key(issue_id: str) -> str:
@@ -214,6 +205,12 @@ class Store:
 
     def list_folders(self, prefix: str) -> list[str]:
         return self.objects.folders(prefix)
+
+    def project_keys(self) -> list[str]:
+        """Every project with captured issues, in key order: one LIST."""
+        folders = self.list_folders(PROJECTS_PREFIX)
+        keys = (folder.removeprefix(PROJECTS_PREFIX).rstrip("/") for folder in folders)
+        return sorted(k for k in keys if PROJECT_KEY.fullmatch(k))
 
     def claim(self, key: str, data: dict[str, Any]) -> dict[str, Any]:
         """Write `data` unless the key exists; either way return what the key holds now (the first claim wins)."""

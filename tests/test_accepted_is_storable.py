@@ -23,10 +23,11 @@ from pipeline import services
 from pipeline.capture import Captured, capture
 from pipeline.commits import commit_batch
 from pipeline.errors import WebhookRejected
+from pipeline.ids import VERSION
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import event_id_for, parse_event
 from pipeline.settings import Settings
-from pipeline.store import UNREADABLE_PREFIX, VERSION, Store, raw_key
+from pipeline.store import UNREADABLE_PREFIX, Store, raw_key
 from tests.harness import FIXTURES
 
 _FIXTURES = {path.name: json.loads(path.read_bytes()) for path in sorted(FIXTURES.glob("*.json"))}

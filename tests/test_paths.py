@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from pipeline.keys import MAX_PROJECT_KEY
+from pipeline.ids import MAX_PROJECT_KEY
 from tests.harness import Pipeline, fixture_json, remote_paths
 
 _LONGEST_PROJECT = "P" + "Z" * (MAX_PROJECT_KEY - 1)

@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 
 from pipeline import jobs, reader, services
+from pipeline.ids import canonical_json
 from pipeline.intake import enqueue_many
 from pipeline.jira import JiraClient
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
 from pipeline.reconcile import SEARCH_PAGE, Outgoing, Reconciler, scheduled_run_due
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
-from pipeline.snapshot import canonical_json, git_path, issue_document
+from pipeline.snapshot import git_path, issue_document
 from pipeline.store import pending_key
 from tests.conftest import fresh_environment
 from tests.fakejira import EMAIL, TOKEN, USERS, FakeJira, JiraModel, ModelWebhook

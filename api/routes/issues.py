@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from api.models import History, IssueDocument, Snapshot, errors
 from pipeline import reader, services
-from pipeline.keys import ISSUE_REF
+from pipeline.ids import ISSUE_REF
 
 router = APIRouter(prefix="/issues", tags=["issues"])
 IssueRef = Annotated[

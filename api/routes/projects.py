@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.models import IssueList, ProjectList, errors
 from pipeline import reader, services
-from pipeline.keys import PROJECT_KEY
+from pipeline.ids import PROJECT_KEY
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 

@@ -13,12 +13,12 @@ from api.models import SyncAccepted, SyncJob, SyncRequest, errors
 from pipeline import jobs, services
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import JSyncError
+from pipeline.ids import JOB_ID
 from pipeline.jira import project_clause
 from pipeline.settings import get_settings
-from pipeline.store import JOB_ID_PATTERN
 
 router = APIRouter(prefix="/sync", tags=["sync"])
-JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN.pattern, max_length=64, examples=["sync-20261125T101500Z-1a2b3c4d"])]
+JobId = Annotated[str, Path(pattern=JOB_ID.pattern, max_length=64, examples=["sync-20261125T101500Z-1a2b3c4d"])]
 _NOT_CONFIGURED = (
     "Reconcile has no Jira credentials: set JSYNC_JIRA_URL, JSYNC_JIRA_EMAIL and JSYNC_JIRA_TOKEN locally, or create "
     "the secret jsync/<stage>/jira (JSON with url, email and token) and deploy again."

@@ -10,7 +10,7 @@ import pytest
 
 from bench.gitserver import GitServer, init_bare
 from pipeline.gitstore import GitStore, Person, PushRejected, RemoteUnavailable
-from pipeline.gittree import RawTree, apply_delta
+from pipeline.gittree import RawTree
 
 TOKEN = "tok-3f9a"
 AUTHOR = Person("Ada Example", "ada@jira.invalid")
@@ -27,6 +27,53 @@ def server(tmp_path: Path):
 
 def git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", f"--git-dir={repo}", *args], check=True, capture_output=True, text=True).stdout
+
+
+def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return pos, value
+
+
+def blob_id(store: GitStore, path: str) -> bytes | None:
+    """The blob at `path` in the store's staged head (hex), or None."""
+    return store.blob_id_in(store._tree(store._commit(store.head).tree), path) if store.head else None
+
+
+def apply_delta(base: bytes, patch: bytes) -> bytes:
+    """Git's patch-delta, to check our own deltas against."""
+    pos, base_size = _read_varint(patch, 0)
+    pos, result_size = _read_varint(patch, pos)
+    if base_size != len(base):
+        raise ValueError("delta base size mismatch")
+    out = bytearray()
+    while pos < len(patch):
+        op = patch[pos]
+        pos += 1
+        if op & 0x80:
+            offset = size = 0
+            for bit in range(4):
+                if op & (1 << bit):
+                    offset |= patch[pos] << (8 * bit)
+                    pos += 1
+            for bit in range(3):
+                if op & (0x10 << bit):
+                    size |= patch[pos] << (8 * bit)
+                    pos += 1
+            out += base[offset : offset + (size or 0x10000)]
+        elif op:
+            out += patch[pos : pos + op]
+            pos += op
+        else:
+            raise ValueError("delta opcode 0 is reserved")
+    if len(out) != result_size:
+        raise ValueError("delta result size mismatch")
+    return bytes(out)
 
 
 def test_batches_push_as_thin_packs_that_git_accepts(server: GitServer, tmp_path: Path) -> None:
@@ -66,7 +113,7 @@ def test_a_cold_start_is_one_commit_and_its_trees(server: GitServer, tmp_path: P
     tip = cold.fetch()
     objects = list(cold.repo.object_store)
     assert tip == writer.tip and len(objects) == 4  # the tip commit and its three trees: root, issues/, A/
-    assert cold.blob_id("issues/A/A-4.json") is not None  # read from a tree entry: no blob needed
+    assert blob_id(cold, "issues/A/A-4.json") is not None  # read from a tree entry: no blob needed
     cold.close()
     writer.close()
 
@@ -138,7 +185,7 @@ def test_the_cache_starts_afresh_instead_of_growing(server: GitServer, tmp_path:
         store.push()
         assert store.repo.object_store.count_pack_files() <= 4
     assert store.tip == git(server.root / "repo.git", "rev-parse", "main").strip().encode()
-    assert store.blob_id("issues/A/A-7.json") is not None
+    assert blob_id(store, "issues/A/A-7.json") is not None
     store.close()
 
 

@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.ids import EVENT_ID
 from pipeline.jira import (
     BULK_IDS_PER_CALL,
     IssueGone,
@@ -25,9 +26,10 @@ from pipeline.jira import (
     JiraError,
     JiraRateLimited,
     cut_collections,
+    lookback_bound,
     updated_since_clause,
 )
-from pipeline.payload import EVENT_ID_PATTERN, event_id_for, parse_event
+from pipeline.payload import event_id_for, parse_event
 from tests.fakejira import EMAIL, START_MS, TOKEN, FakeJira, JiraModel, iso
 from tests.harness import fixture_json
 
@@ -97,7 +99,7 @@ def test_search_pages_return_every_issue_exactly_once(seed: int, count: int, pag
         found: list[dict[str, Any]] = []
         # When each project is paged with nextPageToken
         for project in model.projects:
-            jql = f"project = {project} AND {updated_since_clause(START_MS, 0)} ORDER BY updated ASC"
+            jql = f"project = {project} AND {updated_since_clause(START_MS)} ORDER BY updated ASC"
             found += client.search_updated_since(jql, ["updated"], page_size=page_size)
     # Then every issue comes exactly once, each project in `updated` order, only through search/jql
     ids = [issue["id"] for issue in found]
@@ -110,10 +112,12 @@ def test_search_pages_return_every_issue_exactly_once(seed: int, count: int, pag
     assert fake.paths() == [SEARCH] * expected
 
 
-def test_updated_since_clause_is_epoch_ms_minus_lookback() -> None:
-    assert updated_since_clause(1_764_000_000_000) == "updated >= 1763999400000"
-    assert updated_since_clause(1_764_000_000_000, lookback_minutes=0) == "updated >= 1764000000000"
-    assert updated_since_clause(60_000, lookback_minutes=5) == "updated >= 0"
+def test_the_lookback_bound_is_epoch_ms_minus_lookback_and_the_clause_takes_it_unquoted() -> None:
+    assert lookback_bound(1_764_000_000_000, 10) == 1_763_999_400_000
+    assert lookback_bound(1_764_000_000_000, 0) == 1_764_000_000_000
+    assert lookback_bound(60_000, 5) == 0
+    assert updated_since_clause(1_763_999_400_000) == "updated >= 1763999400000"
+    assert updated_since_clause(-5) == "updated >= 0"
 
 
 def test_search_from_a_cursor_rereads_the_lookback_and_nothing_older(
@@ -123,7 +127,7 @@ def test_search_from_a_cursor_rereads_the_lookback_and_nothing_older(
     times = sorted(i.updated_ms for i in model.issues.values())
     cursor = times[len(times) // 2]
     # When searching from it with a 10-minute lookback
-    jql = f"project = OPS AND {updated_since_clause(cursor, 10)} ORDER BY updated ASC, id ASC"
+    jql = f"project = OPS AND {updated_since_clause(lookback_bound(cursor, 10))} ORDER BY updated ASC, id ASC"
     found = {i["id"] for i in client.search_updated_since(jql, ["id"])}
     # Then exactly the OPS issues updated since cursor - 10 min come back
     expected = {i.id for i in model.visible_issues("OPS") if i.updated_ms >= cursor - 600_000}
@@ -395,7 +399,7 @@ def test_model_webhooks_parse_like_jiras_and_are_stable_per_entry() -> None:
         assert (event.event_name, event.issue_id) == (webhook.event_name, webhook.issue_id)
         assert event.timestamp_ms == webhook.timestamp_ms
         assert event.changelog_id == int(webhook.history_id or 0)
-        assert EVENT_ID_PATTERN.fullmatch(webhook.identifier)
+        assert EVENT_ID.fullmatch(webhook.identifier)
         assert event_id_for(webhook.identifier, webhook.body) == webhook.identifier
         # Real-shaped: the envelope and issue fields are those of a captured Jira webhook
         assert set(webhook.payload) <= set(updated_fixture)

@@ -11,13 +11,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from pipeline.ids import Order, canonical_json
 from pipeline.payload import WebhookEvent, parse_event
 from pipeline.snapshot import (
     FieldChange,
-    Order,
     actor,
     apply_event,
-    canonical_json,
     field_changes,
     git_path,
     headline,
