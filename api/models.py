@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.jobs import JobView
+from pipeline.reconcile.jobs import JobView
 
 
 class ErrorBody(BaseModel):

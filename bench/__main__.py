@@ -30,7 +30,7 @@ from bench.endtoend import BACKENDS
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.motoserver import MotoServer
 from bench.report import issue12, machine, render, targets
-from pipeline.gitstore import describe_error, redact
+from pipeline.git.store import describe_error, redact
 
 DEFAULT_SIZES = (1000, 10_000, 100_000)
 QUICK_SIZES = (200,)

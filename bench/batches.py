@@ -1,7 +1,7 @@
 """Issue 13: large commit batches against a git host that takes 300 ms a push, beside one push per 10 changes.
 
 - burst: `count` changes, one per issue of a repository of `files` issue files, queued at once on the embedded commits
-  queue; the committer (pipeline/drain.py with commit_batch, as functions/committer.py runs them) drains them. Seconds
+  queue; the committer (pipeline/git/drain.py with commit_batch, as functions/committer.py runs them) drains them. Seconds
   from its cold start until all are on the remote, pushes, changes a second.
 - paced: changes sent at `rate` a second for `seconds` while the committer drains: the rate git took them in, and
   each change's time from queued to pushed (p50, p95).
@@ -26,9 +26,9 @@ from bench.committer import changes_for, records_store
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.repos import cached_repo
 from pipeline.backends.embedded import Database, SqliteQueues
-from pipeline.commits import BatchResult, GitRecords, commit_batch
-from pipeline.drain import Bounds, drain
-from pipeline.gitstore import GitStore
+from pipeline.git.commits import BatchResult, GitRecords, commit_batch
+from pipeline.git.drain import Bounds, drain
+from pipeline.git.store import GitStore
 from pipeline.messages import Change
 from pipeline.queues import Queues
 

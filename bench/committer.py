@@ -87,8 +87,8 @@ def _peak_rss_mb() -> float:
 
 # --- in the child process ---------------------------------------------------------------------------
 def _jsync_child(spec: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.commits import GitRecords, commit_batch
-    from pipeline.gitstore import GitStore, remote_tip
+    from pipeline.git.commits import GitRecords, commit_batch
+    from pipeline.git.store import GitStore, remote_tip
 
     token = os.environ.get(TOKEN_ENV) or None
     n, events, warmup = int(spec["n"]), int(spec["events"]), int(spec["warmup_batches"])
@@ -158,7 +158,7 @@ def _jsync_child(spec: dict[str, Any]) -> dict[str, Any]:
 
 def _coldstart_child(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    from pipeline.gitstore import GitStore
+    from pipeline.git.store import GitStore
 
     imported = time.perf_counter()
     git = GitStore(spec["remote"], "main", Path(spec["cache"]), token=os.environ.get(TOKEN_ENV) or None)
@@ -190,7 +190,7 @@ def run_child(mode: str, spec: dict[str, Any], token: str | None, timeout: float
     )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
-        from pipeline.gitstore import redact
+        from pipeline.git.store import redact
 
         raise RuntimeError(f"bench.committer {mode} failed:\n{redact(proc.stderr[-3000:])}")
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -271,7 +271,7 @@ def git_cli(remote_with_token: str, n: int, events: int, workdir: Path) -> dict[
 def _git(args: list[str], env: dict[str, str]) -> None:
     proc = subprocess.run(["git", *args], env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
-        from pipeline.gitstore import redact
+        from pipeline.git.store import redact
 
         raise RuntimeError(redact(f"git {args[0]} failed: {proc.stderr.strip()}"))
 

@@ -144,7 +144,7 @@ class StackProcess:
             return 0
 
     def tail(self, chars: int = 3000) -> str:
-        from pipeline.gitstore import redact
+        from pipeline.git.store import redact
 
         try:
             return redact(self.log.read_text(errors="replace")[-chars:])

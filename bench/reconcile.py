@@ -94,7 +94,7 @@ def metered(meter: Meter) -> Iterator[None]:
     """Time every object-store and queue call the handlers make (through the shared port instances) and every
     Jira request."""
     from pipeline import services
-    from pipeline.jira import JiraClient
+    from pipeline.reconcile.jira import JiraClient
 
     ports = {"objects": services.objects(), "queues": services.queue_bus()}
     for service, port in ports.items():
@@ -286,7 +286,8 @@ def _three_jobs(
 
 def _job(pipe: Any, fake: TimedFakeJira, meter: Meter) -> dict[str, Any]:
     """One job as `POST /api/v1/sync` starts it (no bound: from the cursor), run to the end, then drained."""
-    from pipeline import jobs, services
+    from pipeline import services
+    from pipeline.reconcile import jobs
     from tests.harness import remote_commits
 
     store = services.store()

@@ -10,9 +10,9 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import services
-from pipeline.commits import BatchResult, commit_batch
-from pipeline.drain import Bounds, drain
-from pipeline.gitstore import PushRejected, RemoteUnavailable
+from pipeline.git.commits import BatchResult, commit_batch
+from pipeline.git.drain import Bounds, drain
+from pipeline.git.store import PushRejected, RemoteUnavailable
 from pipeline.messages import Change
 from pipeline.settings import get_settings
 

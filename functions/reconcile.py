@@ -9,10 +9,11 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from pipeline import jobs, services
+from pipeline import services
 from pipeline.intake import enqueue_many
-from pipeline.jira import JiraClient, JiraRateLimited
-from pipeline.reconcile import Reconciler
+from pipeline.reconcile import jobs
+from pipeline.reconcile.jira import JiraClient, JiraRateLimited
+from pipeline.reconcile.reconciler import Reconciler
 from pipeline.settings import SecretReadFailed, SecretUnavailable, get_settings
 
 logger = Logger(service="jsync-reconcile")

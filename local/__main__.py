@@ -8,7 +8,7 @@ import sys
 import threading
 
 from local.stack import LocalStack
-from pipeline.gitstore import redact
+from pipeline.git.store import redact
 from pipeline.settings import Settings
 
 

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pipeline.gitstore import redact
+from pipeline.git.store import redact
 from pipeline.settings import Settings, get_settings
 from pipeline.signature import sign
 

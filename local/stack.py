@@ -27,8 +27,8 @@ from local.frontdoor import FrontDoor
 from local.poller import Handler, Poller
 from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
 from pipeline import services
-from pipeline.gitstore import redact
-from pipeline.reconcile import scheduled_run_due
+from pipeline.git.store import redact
+from pipeline.reconcile.reconciler import scheduled_run_due
 from pipeline.settings import SecretUnavailable, Settings, get_settings
 
 log = logging.getLogger("jsync.local")

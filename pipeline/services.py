@@ -15,8 +15,8 @@ from pipeline.store import Store
 
 if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
     from pipeline.backends.embedded import Database
-    from pipeline.commits import GitRecords, PushLog
-    from pipeline.gitstore import GitStore
+    from pipeline.git.commits import GitRecords, PushLog
+    from pipeline.git.store import GitStore
 
 # More connections than the read API's 16 parallel reads, so none waits for a socket.
 _CONFIG = Config(
@@ -79,7 +79,7 @@ def queues() -> Queues:
 
 @lru_cache(maxsize=1)
 def git_store() -> GitStore:
-    from pipeline.gitstore import GitStore
+    from pipeline.git.store import GitStore
 
     s = get_settings()
     return GitStore(s.git_remote, s.git_branch, s.git_cache_dir, s.git_token)
@@ -87,7 +87,7 @@ def git_store() -> GitStore:
 
 @lru_cache(maxsize=1)
 def git_records() -> GitRecords:
-    from pipeline.commits import GitRecords
+    from pipeline.git.commits import GitRecords
 
     return GitRecords(store())
 
@@ -95,7 +95,7 @@ def git_records() -> GitRecords:
 @lru_cache(maxsize=1)
 def push_log() -> PushLog:
     """The committer's record of its pushes for health, kept while warm."""
-    from pipeline.commits import PushLog
+    from pipeline.git.commits import PushLog
 
     s = store()
     return PushLog(s.push_record, s.put_push_record)

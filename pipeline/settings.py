@@ -40,7 +40,7 @@ class Settings:
     bell_queue: str = "jsync-local-bell.fifo"  # wakes the committer, which drains the commits queue itself
     commit_batch_changes: int = 1_000  # the most one push carries
     commit_batch_seconds: float = 5.0  # the longest the committer receives before it commits and pushes
-    commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/drain.py)
+    commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/git/drain.py)
 
     @property
     def database(self) -> Path:

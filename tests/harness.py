@@ -16,7 +16,8 @@ from dulwich.repo import Repo
 
 from functions import committer, ingest, reconcile, writer
 from local.poller import Poller
-from pipeline import jobs, services
+from pipeline import services
+from pipeline.reconcile import jobs
 from pipeline.settings import Settings
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from pipeline import services
 from pipeline.capture import Captured, capture
-from pipeline.commits import commit_batch
 from pipeline.errors import WebhookRejected
+from pipeline.git.commits import commit_batch
 from pipeline.ids import VERSION
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import event_id_for, parse_event

@@ -9,8 +9,8 @@ import shutil
 import pytest
 
 from pipeline import reader, services
-from pipeline.commits import GitRecords
 from pipeline.errors import JSyncError
+from pipeline.git.commits import GitRecords
 from pipeline.messages import Change
 from tests.harness import Pipeline, fixture_bytes, fixture_json
 

@@ -9,7 +9,7 @@ from dulwich.objects import Blob, Commit, Tree
 from dulwich.repo import Repo
 
 from pipeline import services
-from pipeline.commits import GitRecords
+from pipeline.git.commits import GitRecords
 from pipeline.messages import Change
 from pipeline.queues import Queues
 from pipeline.store import Store

@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from pipeline import jobs, reader, services
+from pipeline import reader, services
 from pipeline.ids import canonical_json
 from pipeline.intake import enqueue_many
-from pipeline.jira import JiraClient
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
-from pipeline.reconcile import SEARCH_PAGE, Outgoing, Reconciler, scheduled_run_due
+from pipeline.reconcile import jobs
+from pipeline.reconcile.jira import JiraClient
+from pipeline.reconcile.reconciler import SEARCH_PAGE, Outgoing, Reconciler, scheduled_run_due
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import git_path, issue_document
 from pipeline.store import pending_key

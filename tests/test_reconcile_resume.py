@@ -17,12 +17,13 @@ from typing import Any
 import pytest
 
 from functions import reconcile as reconcile_function
-from pipeline import jobs, services
+from pipeline import services
 from pipeline.backends import Outgoing
-from pipeline.jira import JiraClient
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
-from pipeline.reconcile import Reconciler
+from pipeline.reconcile import jobs
+from pipeline.reconcile.jira import JiraClient
+from pipeline.reconcile.reconciler import Reconciler
 from pipeline.store import changelog_marker_key, pending_key
 from tests.conftest import fresh_environment
 from tests.fakejira import FakeJira, JiraModel
@@ -251,7 +252,7 @@ def die_once(mp: pytest.MonkeyPatch, where: str) -> list[str]:
     page: dict[str, str] = {}  # "reading" inside _reconcile_page, "read" after it (its events go with the next save)
     reconcile_page, flush = Reconciler._reconcile_page, Reconciler._flush
     if where == "mid-page":
-        mp.setattr("pipeline.reconcile.OUTBOX_LIMIT", 2)
+        mp.setattr("pipeline.reconcile.reconciler.OUTBOX_LIMIT", 2)
 
     def on_page(self: Reconciler, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
         page["state"] = "reading"
@@ -496,7 +497,7 @@ def test_every_refused_pending_issue_stays_pending_once_the_error_list_is_full(
     moto_endpoint: str, tmp_path: Path
 ) -> None:
     with environment(moto_endpoint, tmp_path / "full", small_model()) as run:
-        run.mp.setattr("pipeline.jobs.MAX_REPORTED", 1)
+        run.mp.setattr("pipeline.reconcile.jobs.MAX_REPORTED", 1)
         refused = sorted(run.model.issues)[:2]
         for issue_id in refused:
             services.store().put_json(pending_key(issue_id), {"issue_id": issue_id, "reason": "webhook_too_large"})

@@ -18,7 +18,7 @@ router = APIRouter(tags=["health"])
 
 def _git_probe() -> GitProbe:
     # Read-only and without the git token: the API holds no credential that could push.
-    from pipeline.gitstore import is_local_remote, probe_tip
+    from pipeline.git.store import is_local_remote, probe_tip
 
     s = get_settings()
     return GitProbe(lambda: probe_tip(s.git_remote, s.git_branch), decisive=is_local_remote(s.git_remote))

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Path
 from fastapi.concurrency import run_in_threadpool
 
 from api.models import SyncAccepted, SyncJob, SyncRequest, errors
-from pipeline import jobs, services
+from pipeline import services
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import JSyncError
 from pipeline.ids import JOB_ID
-from pipeline.jira import project_clause
+from pipeline.reconcile import jobs
+from pipeline.reconcile.jira import project_clause
 from pipeline.settings import get_settings
 
 router = APIRouter(prefix="/sync", tags=["sync"])

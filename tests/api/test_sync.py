@@ -13,7 +13,8 @@ from pydantic import TypeAdapter
 
 from api.models import SyncJob
 from local.stack import LocalStack
-from pipeline import jobs, services
+from pipeline import services
+from pipeline.reconcile import jobs
 from pipeline.snapshot import issue_document
 from tests.api.test_http import assert_error
 from tests.conftest import stack_env

@@ -19,7 +19,7 @@ from bench.gitserver import GitServer, init_bare
 from bench.reconcile import request_kind
 from bench.report import render
 from bench.state import EmbeddedState
-from pipeline.gitstore import GitStore, Person, RemoteUnavailable
+from pipeline.git.store import GitStore, Person, RemoteUnavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import zipfile
@@ -374,7 +375,7 @@ def test_reconcile_artifact_has_no_api_or_git_code(tmp_path: Path) -> None:
         z.extractall(tmp_path)
     assert "functions/reconcile.py" in names, "the handler is missing from the artifact"
     assert not [n for n in names if n.split("/")[0] == "api" or n.startswith(("functions/api", "functions/commit"))]
-    assert not {"pipeline/gitstore.py", "pipeline/gittree.py", "pipeline/commits.py"} & set(names)
+    assert not [n for n in names if n.startswith("pipeline/git/")]
     # Its handler imports from the artifact alone, and never the API's or git's dependencies.
     probe = (
         "import sys, functions.reconcile\n"
@@ -383,3 +384,39 @@ def test_reconcile_artifact_has_no_api_or_git_code(tmp_path: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("function", "left_out"),
+    [
+        ("writer", ("pipeline/git/", "pipeline/reconcile/", "api/", "functions/committer.py", "functions/api.py")),
+        ("committer", ("pipeline/reconcile/", "api/", "functions/writer.py", "functions/api.py")),
+        ("api", ("pipeline/git/", "functions/writer.py", "functions/committer.py")),
+    ],
+)
+def test_each_artifact_holds_its_own_packages_and_its_handler_imports_from_it_alone(
+    function: str, left_out: tuple[str, ...], tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(BUILD / f"{function}.zip") as z:
+        names = z.namelist()
+        z.extractall(tmp_path)
+    assert f"functions/{function}.py" in names, "the handler is missing from the artifact"
+    assert not [n for n in names if n.startswith(left_out)]
+    assert not [n for n in names if n.endswith("backends/embedded.py")]
+    # The layer's packages come from the venv; JSync's own modules only from the unpacked artifact.
+    probe = (
+        f"import sys, functions.{function}\n"
+        "ours = ('functions', 'pipeline', 'api')\n"
+        "print(sorted(n for n, m in sys.modules.items() if n.split('.')[0] in ours and getattr(m, '__file__', None)\n"
+        "    and not m.__file__.startswith(sys.argv[1])))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, env=_deployed_env()
+    )
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def _deployed_env() -> dict[str, str]:
+    """The environment a deployed function has, as far as importing its handler goes."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("JSYNC_")}
+    return {**env, "JSYNC_BACKEND": "aws", "AWS_DEFAULT_REGION": "us-east-1"}

@@ -23,7 +23,7 @@ from local.resources import MAX_RECEIVE_COUNT
 from local.stack import free_port
 from pipeline import services
 from pipeline.backends import Outgoing
-from pipeline.gitstore import GitStore
+from pipeline.git.store import GitStore
 from pipeline.messages import Change
 from pipeline.queues import change_dedup_id
 from tests.conftest import fresh_environment
@@ -340,8 +340,8 @@ def test_a_second_committer_running_at_once_commits_nothing_twice(stack_pipeline
     then marks, with no lock between: moto 5.2.5 `sqs/models.py` `receive_message`)."""
     import threading
 
-    from pipeline.commits import GitRecords, commit_batch
-    from pipeline.drain import Bounds, drain
+    from pipeline.git.commits import GitRecords, commit_batch
+    from pipeline.git.drain import Bounds, drain
 
     pipeline = stack_pipeline
     changes = [_change(str(60000 + n % 6), f"t-{n}", n) for n in range(60)]

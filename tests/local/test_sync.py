@@ -17,7 +17,7 @@ import pytest
 
 from local import sync
 from local.stack import free_port
-from pipeline import jobs
+from pipeline.reconcile import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB = "sync-20261125T101500Z-1a2b3c4d"

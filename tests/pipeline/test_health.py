@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import services
 from pipeline.capture import capture
-from pipeline.gitstore import RemoteUnavailable, is_local_remote, probe_tip
+from pipeline.git.store import RemoteUnavailable, is_local_remote, probe_tip
 from pipeline.health import Check, GitProbe, run_checks
 from pipeline.messages import QueuedEvent
 from pipeline.redrive import retry_set_aside
@@ -176,7 +176,7 @@ def test_the_push_record_never_holds_the_token(pipeline: Pipeline, monkeypatch: 
 @pytest.mark.parametrize("private", [True, False], ids=["private", "public"])
 def test_an_http_remote_is_looked_at_anonymously(settings: Settings, tmp_path: Path, private: bool) -> None:
     from bench.gitserver import GitServer, init_bare
-    from pipeline.gitstore import GitStore, Person
+    from pipeline.git.store import GitStore, Person
 
     root = tmp_path / "srv"
     root.mkdir()

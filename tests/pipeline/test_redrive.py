@@ -23,7 +23,7 @@ from pipeline import capture as capture_module
 from pipeline import redrive, services
 from pipeline.backends import Outgoing
 from pipeline.backends.aws import SqsQueues
-from pipeline.gitstore import GitStore
+from pipeline.git.store import GitStore
 from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document

@@ -21,7 +21,7 @@ from dulwich.repo import Repo
 from urllib3 import PoolManager
 from urllib3.util.retry import Retry
 
-from pipeline.gittree import DIR_MODE, FILE_MODE, RawTree
+from pipeline.git.tree import DIR_MODE, FILE_MODE, RawTree
 
 COMMITTER = b"JSync <jsync@jsync.invalid>"
 _MAX_PACKS = 32

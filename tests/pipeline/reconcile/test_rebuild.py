@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.jira import JiraClient
-from pipeline.rebuild import EMBEDDED_KEYS, Lookup, RebuiltEvent, rebuild, trim
+from pipeline.reconcile.jira import JiraClient
+from pipeline.reconcile.rebuild import EMBEDDED_KEYS, Lookup, RebuiltEvent, rebuild, trim
 from pipeline.snapshot import issue_document
 from tests.fakejira import EMAIL, STATUSES, TOKEN, USERS, FakeJira, JiraModel, ModelWebhook, iso
 

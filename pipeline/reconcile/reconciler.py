@@ -19,9 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline import jobs
 from pipeline.ids import Order, canonical_json
-from pipeline.jira import (
+from pipeline.jiratime import epoch_ms
+from pipeline.messages import QueuedEvent
+from pipeline.reconcile import jobs
+from pipeline.reconcile.jira import (
     IssueGone,
     IssueHidden,
     JiraClient,
@@ -32,9 +34,7 @@ from pipeline.jira import (
     project_clause,
     updated_since_clause,
 )
-from pipeline.jiratime import epoch_ms
-from pipeline.messages import QueuedEvent
-from pipeline.rebuild import Lookup, RebuiltEvent, rebuild
+from pipeline.reconcile.rebuild import Lookup, RebuiltEvent, rebuild
 from pipeline.snapshot import issue_document
 from pipeline.store import PENDING_PREFIX, SYNC_CURSOR, Store, pending_key, project_prefix, raw_key
 

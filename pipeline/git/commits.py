@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.gitstore import GitStore, Person, PushRejected, redact
+from pipeline.git.store import GitStore, Person, PushRejected, redact
 from pipeline.ids import Order, canonical_json
 from pipeline.messages import Change
 from pipeline.snapshot import git_path

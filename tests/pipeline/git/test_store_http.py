@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from bench.gitserver import GitServer, init_bare
-from pipeline.gitstore import GitStore, Person, PushRejected, RemoteUnavailable
-from pipeline.gittree import RawTree
+from pipeline.git.store import GitStore, Person, PushRejected, RemoteUnavailable
+from pipeline.git.tree import RawTree
 
 TOKEN = "tok-3f9a"
 AUTHOR = Person("Ada Example", "ada@jira.invalid")
@@ -177,7 +177,7 @@ def test_emptied_directories_and_round_trips_push_cleanly(server: GitServer, tmp
 
 
 def test_the_cache_starts_afresh_instead_of_growing(server: GitServer, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr("pipeline.gitstore._MAX_PACKS", 3)
+    monkeypatch.setattr("pipeline.git.store._MAX_PACKS", 3)
     store = GitStore(server.url("repo.git"), "main", tmp_path / "c.git", token=TOKEN)
     store.fetch()
     for n in range(8):

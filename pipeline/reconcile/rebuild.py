@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.jira import history_order
 from pipeline.jiratime import canonical, canonicalize, epoch_ms, same_instant
+from pipeline.reconcile.jira import history_order
 from pipeline.snapshot import COLLECTIONS, TOP_LEVEL_NOISE
 
 # The keys each kind of object has where an issue embeds it; a fetched resource carries more (a user's groups, a

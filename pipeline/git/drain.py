@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.backends import QueueBus, Received
-from pipeline.commits import BatchResult
+from pipeline.git.commits import BatchResult
 from pipeline.messages import Change
 
 log = logging.getLogger(__name__)

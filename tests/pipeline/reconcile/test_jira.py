@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.ids import EVENT_ID
-from pipeline.jira import (
+from pipeline.payload import event_id_for, parse_event
+from pipeline.reconcile.jira import (
     BULK_IDS_PER_CALL,
     IssueGone,
     IssueHidden,
@@ -29,7 +30,6 @@ from pipeline.jira import (
     lookback_bound,
     updated_since_clause,
 )
-from pipeline.payload import event_id_for, parse_event
 from tests.fakejira import EMAIL, START_MS, TOKEN, FakeJira, JiraModel, iso
 from tests.harness import fixture_json
 
