@@ -18,10 +18,11 @@ run: $(STAMP)
 # The template tests read what `make package` builds; cfn-lint checks it first.
 test: $(STAMP) lint package
 	$(VENV)/bin/cfn-lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --cov --cov-report=term-missing:skip-covered
 
 lint: $(STAMP)
 	$(PY) -m ruff check functions pipeline api local ops bench tests
+	$(PY) -m mypy
 
 demo: $(STAMP)
 	$(PY) -m local.demo

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -74,7 +75,7 @@ def create_app() -> FastAPI:
     return app
 
 
-def _error(body: dict[str, str], status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+def _error(body: dict[str, str], status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
     # Errors are never cached (CloudFront would otherwise keep a 404 or 503 for its default TTL).
     return JSONResponse(body, status_code=status, headers={**(headers or {}), "Cache-Control": "no-store"})
 

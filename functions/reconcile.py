@@ -44,10 +44,11 @@ def run_step(record: dict[str, Any], context: Any) -> None:
         job_id = scheduled_job_id(message, record["messageId"])
         job = jobs.create(store, jobs.new_job(job_id, "schedule", None, None, now))
     else:
-        job = jobs.load(store, str(message.get("job_id")))
-        if job is None:
+        loaded = jobs.load(store, str(message.get("job_id")))
+        if loaded is None:
             logger.warning("no such reconcile job", extra={"job_id": message.get("job_id")})
             return
+        job = loaded
         if int(message.get("step") or 0) < int(job.get("step") or 0):
             return  # a duplicate of a step already continued elsewhere
     if job["state"] in jobs.TERMINAL:

@@ -63,7 +63,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     )
     # Not sent: the whole batch is retried (raising), and each capture is safe to run again.
     outbox.flush()
-    return response
+    return dict(response)
 
 
 def _note_accepted(records: list[dict[str, Any]]) -> None:

@@ -78,12 +78,14 @@ def capture(
     try:
         event = parse_event(body, queued.content_type, queued.received_ms)
         return _capture_event(event, queued, store, send_change, now_ms)
-    except (*UNAVAILABLE, StoreConflict, ObjectMissing):
+    except _RETRIED:
         raise
     except _UNINTERPRETABLE as exc:
         return _set_aside(queued, store, event.issue_id if event else None, exc, now_ms())
 
 
+# Storage or a queue failed, or a conditional write lost its race: the whole capture is worth a retry.
+_RETRIED: tuple[type[Exception], ...] = (*UNAVAILABLE, StoreConflict, ObjectMissing)
 # What a payload the writer cannot make sense of raises; anything else (storage, a queue) is worth a retry.
 _UNINTERPRETABLE = (WebhookRejected, TypeError, ValueError, KeyError, AttributeError, IndexError, RecursionError)
 
@@ -147,21 +149,19 @@ def _capture_event(
         claimed = _claim(entries, entry, queued.event_id)
         previous_doc = _document(state)
         snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now_ms())
-        if current is None:
-            new_order = order
-        else:
-            new_order = _advancing_order(current.data, event, order)
-            if new_order is None:
-                # Older than latest/: its claim goes into latest/ before its snapshot, so a capture cut short still
-                # holds its entry. A second deletion stays out of the history, whose top is the first.
-                try:
-                    _stay_below(store, issue_id, current, claimed, queued.event_id, event.event_name == _DELETED)
-                except StoreConflict:
-                    continue
-                snapshot = _put_snapshot(store, snap_key, snapshot)
-                if project_of(snapshot["issue"]) != project_of(_live_document(current.data)):
-                    note_project(store, snapshot["issue"])
-                return Captured(queued.event_id, issue_id, snap_key, advanced=False)
+        advancing = order if current is None else _advancing_order(current.data, event, order)
+        if advancing is None and current is not None:
+            # Older than latest/: its claim goes into latest/ before its snapshot, so a capture cut short still
+            # holds its entry. A second deletion stays out of the history, whose top is the first.
+            try:
+                _stay_below(store, issue_id, current, claimed, queued.event_id, event.event_name == _DELETED)
+            except StoreConflict:
+                continue
+            snapshot = _put_snapshot(store, snap_key, snapshot)
+            if project_of(snapshot["issue"]) != project_of(_live_document(current.data)):
+                note_project(store, snapshot["issue"])
+            return Captured(queued.event_id, issue_id, snap_key, advanced=False)
+        new_order = advancing or order
         # The snapshot before latest/, which names it; the claim goes in with latest/'s move, in the same write.
         snapshot = _put_snapshot(store, snap_key, snapshot)
         new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state, claimed)

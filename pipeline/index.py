@@ -21,7 +21,7 @@ _CAS_ATTEMPTS = 20
 def project_of(doc: dict[str, Any] | None) -> str | None:
     """The project key an issue document belongs to (from its key, which moves with it)."""
     key = (doc or {}).get("key")
-    if is_issue_key(key):
+    if isinstance(key, str) and is_issue_key(key):
         return project_of_key(key)
     return None
 
@@ -31,7 +31,7 @@ def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
     Safe to repeat."""
     key = (state.get("issue") or {}).get("key")
     # A deleted issue keeps its keys, so asking for it answers 410, not 404; an old key still finds a moved issue.
-    if is_issue_key(key) and key != state.get("previous_key"):
+    if isinstance(key, str) and is_issue_key(key) and key != state.get("previous_key"):
         store.put_json(issue_key_index(key), {"issue_id": issue_id})
     doc = None if state.get("deleted") else state.get("issue")
     before, after = state.get("previous_project"), project_of(doc)
@@ -70,7 +70,7 @@ def note_project(store: Store, doc: dict[str, Any] | None) -> None:
     """
     project = project_of(doc)
     if project and doc is not None:
-        fresh = {"project": project, "name": _project_name(doc), "issue_count": 0, "applied": []}
+        fresh: dict[str, Any] = {"project": project, "name": _project_name(doc), "issue_count": 0, "applied": []}
         store.claim(project_count_key(project), fresh)
 
 

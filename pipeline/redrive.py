@@ -39,6 +39,8 @@ class Pair:
     source: str
 
 
+_FAILED: tuple[type[Exception], ...] = (RedriveError, *UNAVAILABLE)
+
 def pairs(settings: Settings) -> list[Pair]:
     return [Pair(dlq, source) for source, dlq in settings.queue_pairs]
 
@@ -151,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except EndpointConnectionError as exc:
         print(f"redrive: nothing answers at {exc.kwargs.get('endpoint_url')}; is the stack running?", file=sys.stderr)
         return 1
-    except (RedriveError, *UNAVAILABLE) as exc:
+    except _FAILED as exc:
         print(f"redrive: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

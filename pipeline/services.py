@@ -27,7 +27,7 @@ _CONFIG = Config(
 @cache
 def aws(service: str) -> Any:
     settings = get_settings()
-    return boto3.session.Session().client(
+    return boto3.session.Session().client(  # type: ignore[call-overload]  # the service is a plain str here
         service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
     )
 

@@ -181,8 +181,9 @@ def _summary(value: Any) -> str | None:
         return None
     if isinstance(value, dict):
         for k in ("name", "displayName", "value", "key"):
-            if isinstance(value.get(k), str):
-                return value[k]
+            name = value.get(k)
+            if isinstance(name, str):
+                return name
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
     return text if len(text) <= 200 else text[:197] + "..."
 

@@ -7,18 +7,27 @@ import logging
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from dulwich.client import LocalGitClient, default_urllib3_manager, get_transport_and_path
+from dulwich.client import (
+    HTTPProxyUnauthorized,
+    HTTPUnauthorized,
+    LocalGitClient,
+    default_urllib3_manager,
+    get_transport_and_path,
+)
+from dulwich.errors import ChecksumMismatch, GitProtocolError, NotGitRepository, ObjectFormatException
 from dulwich.file import FileLocked
-from dulwich.objects import Blob, Commit, ShaFile, Tree
+from dulwich.objects import Blob, Commit, ObjectID, ShaFile, Tree
 from dulwich.pack import REF_DELTA, UnpackedObject, full_unpacked_object
+from dulwich.refs import Ref
 from dulwich.repo import Repo
 from urllib3 import PoolManager
+from urllib3.exceptions import HTTPError
 from urllib3.util.retry import Retry
 
 from pipeline.git.tree import DIR_MODE, FILE_MODE, RawTree
@@ -28,6 +37,18 @@ _MAX_PACKS = 32
 _EMPTY_TREE = RawTree.build([])
 
 logger = logging.getLogger("jsync.git")
+# What a remote that is down, unreachable, refusing or talking nonsense raises; anything else is our own bug and
+# is raised as it is, not reported as the remote's fault.
+_REMOTE_ERRORS = (
+    OSError,
+    HTTPError,
+    GitProtocolError,
+    NotGitRepository,
+    HTTPUnauthorized,
+    HTTPProxyUnauthorized,
+    ChecksumMismatch,
+    ObjectFormatException,
+)
 _FETCH_ATTEMPTS = 4  # a fetch that did not bring the tip it names is tried again this often
 
 
@@ -65,15 +86,19 @@ class GitStore:
     """A bare cache of the remote branch: stage commits on its tip, push them in one pack."""
 
     def __init__(self, remote: str, branch: str, cache_dir: Path, token: str | None = None) -> None:
-        self.ref = f"refs/heads/{branch}".encode()
+        self.ref = Ref(f"refs/heads/{branch}".encode())
         self.cache_dir = cache_dir
         self._client, self._path = get_transport_and_path(
             remote, username="x-access-token" if token else None, password=token
         )
         self.repo = _open_cache(cache_dir)
         self.tip: bytes | None = self.repo.refs[self.ref] if self.ref in self.repo.refs else None  # noqa: SIM401
-        self._trees: dict[bytes, RawTree] = {}
-        self._new_trees: dict[bytes, RawTree] = {}
+        self.head: bytes | None = self.tip  # the staged commits' head; the tip until something is staged
+        self._trees: dict[bytes, RawTree] = {}  # every tree read or written, by hex id
+        self._new: dict[bytes, ShaFile] = {}  # the batch's blobs and commits, in memory until the push took
+        self._new_trees: dict[bytes, RawTree] = {}  # the batch's trees, likewise
+        self._deltas: dict[bytes, tuple[bytes, bytes]] = {}  # new tree -> (base tree, delta from it)
+        self._replaced: set[bytes] = set()  # tip trees this batch replaced
         # Thin packs (deltas against the remote's trees) for git servers; a local path remote takes whole objects.
         self._deltas_ok = not isinstance(self._client, LocalGitClient)
         self.fetched = False  # once per process: /tmp may hold an old tip from a previous runtime
@@ -106,7 +131,7 @@ class GitStore:
     def _fetch(self, depth: int, only_new: bool, filter_spec: bytes, restart: bool = True) -> bytes | None:
         ref = self.ref
 
-        def wants(refs: dict[bytes, bytes], depth: int | None = None, **_: Any) -> list[bytes]:
+        def wants(refs: Mapping[Ref, ObjectID], depth: int | None = None) -> list[ObjectID]:
             sha = refs.get(ref)
             return [sha] if sha and (not only_new or sha not in self.repo.object_store) else []
 
@@ -115,17 +140,17 @@ class GitStore:
                 result = self._client.fetch(
                     self._path, self.repo, determine_wants=wants, depth=depth, filter_spec=filter_spec
                 )
-            except Exception as exc:  # dulwich raises many types; callers only need "unreachable"
+            except _REMOTE_ERRORS as exc:
                 raise RemoteUnavailable(describe_error(exc)) from None
-            tip = result.refs.get(ref)
+            tip: bytes | None = result.refs.get(ref)
             # A local remote read while another push writes it can name a tip whose pack it did not yet see.
-            if not tip or tip in self.repo.object_store:
+            if not tip or ObjectID(tip) in self.repo.object_store:
                 break
             if attempt == _FETCH_ATTEMPTS - 1:
                 raise RemoteUnavailable(f"the remote's tip {tip.decode()[:12]} did not arrive")
             time.sleep(0.05 * (attempt + 1))
         if tip:
-            self.repo.refs[ref] = tip
+            self.repo.refs[ref] = ObjectID(tip)
         if restart:
             self.tip = tip
             self.fetched = True
@@ -134,29 +159,30 @@ class GitStore:
 
     def push(self) -> None:
         """Send the staged commits in one pack, only if the remote is still at the tip we built on."""
-        if self.head == self.tip:
-            return
         base, head = self.tip, self.head
+        if head is None or head == base:
+            return
         entries = [full_unpacked_object(o) for o in self._new.values()]
         entries += [_tree_entry(key, tree, self._deltas.get(key)) for key, tree in self._new_trees.items()]
 
-        def update_refs(advertised: dict[bytes, bytes]) -> dict[bytes, bytes]:
+        def update_refs(advertised: dict[Ref, ObjectID]) -> dict[Ref, ObjectID]:
             if advertised.get(self.ref) != base:
                 raise PushRejected(self.ref.decode())
-            assert head is not None
-            return {self.ref: head}
+            return {self.ref: ObjectID(head)}
 
         def pack(have: Any, want: Any, *, ofs_delta: bool = False, progress: Any = None, **_: Any) -> Any:
             return len(entries), iter(entries)
 
         try:
-            result = self._client.send_pack(self._path, update_refs, pack)
+            result = self._client.send_pack(
+                self._path.encode() if isinstance(self._path, str) else self._path, update_refs, pack
+            )
         except PushRejected:
             raise
         except FileLocked:
             # Another push holds the branch's lock on a local remote: it is moving, as a rejection says.
             raise PushRejected(self.ref.decode()) from None
-        except Exception as exc:
+        except _REMOTE_ERRORS as exc:
             raise RemoteUnavailable(describe_error(exc)) from None
         failed = {ref: err for ref, err in (result.ref_status or {}).items() if err}
         if failed:
@@ -165,8 +191,7 @@ class GitStore:
         # in memory, where the next batch reads them; a new process fetches the tip's trees afresh.
         commits = [o for o in self._new.values() if o.type_num == Commit.type_num]
         self.repo.object_store.add_objects([(o, None) for o in commits])
-        assert head is not None
-        self.repo.refs[self.ref] = head
+        self.repo.refs[self.ref] = ObjectID(head)
         self.tip = head
         for key in self._replaced:  # the remote has moved past them
             self._trees.pop(key, None)
@@ -195,10 +220,10 @@ class GitStore:
         """Drop anything staged and build on the tip again."""
         for key in self._new_trees:
             self._trees.pop(key, None)  # never pushed: the remote does not have them
-        self._new: dict[bytes, ShaFile] = {}  # the batch's blobs and commits, in memory until the push took
-        self._new_trees: dict[bytes, RawTree] = {}  # the batch's trees, likewise
-        self._deltas: dict[bytes, tuple[bytes, bytes]] = {}  # new tree -> (base tree, delta from it)
-        self._replaced: set[bytes] = set()  # tip trees this batch replaced
+        self._new = {}
+        self._new_trees = {}
+        self._deltas = {}
+        self._replaced = set()
         self.head = self.tip
 
     def stage(self, writes: dict[str, bytes | None], author: Person, author_time: int, message: str) -> bytes | None:
@@ -222,7 +247,7 @@ class GitStore:
             return None
         commit = Commit()
         commit.tree = root.sha.hex().encode()
-        commit.parents = [self.head] if self.head else []
+        commit.parents = [ObjectID(self.head)] if self.head else []
         commit.author = author.ident()
         commit.committer = COMMITTER
         commit.author_time = author_time
@@ -272,7 +297,7 @@ class GitStore:
         elif len(old):
             self._replaced.add(old_key)
         # A tree the remote already has (a directory put back as it was) is not sent again: no delta cycles.
-        known = key in self._trees or key in self.repo.object_store
+        known = key in self._trees or ObjectID(key) in self.repo.object_store
         self._trees[key] = new
         if key not in self._new_trees and not known:
             self._new_trees[key] = new
@@ -291,12 +316,13 @@ class GitStore:
         if cached is not None:
             return cached
         try:
-            obj = self.repo.object_store[sha]
+            obj = self.repo.object_store[ObjectID(sha)]
         except KeyError:  # tip trees live in memory only and this one is not there: rebuild the cache from the tip
             self._fresh_cache()
             self._fetch(depth=1, only_new=True, filter_spec=b"blob:none", restart=False)
-            obj = self.repo.object_store[sha]
-        assert isinstance(obj, Tree)
+            obj = self.repo.object_store[ObjectID(sha)]
+        if not isinstance(obj, Tree):
+            raise TypeError(f"{sha.decode()} is a {obj.type_name.decode()}, not a tree")
         tree = RawTree.build((name, mode, bytes.fromhex(hexsha.decode())) for name, mode, hexsha in obj.iteritems())
         self._trees[sha] = tree
         return tree
@@ -320,8 +346,9 @@ class GitStore:
             sha = commit.parents[0] if commit.parents else None
 
     def _commit(self, sha: bytes) -> Commit:
-        obj = self._new[sha] if sha in self._new else self.repo.object_store[sha]
-        assert isinstance(obj, Commit)
+        obj = self._new[sha] if sha in self._new else self.repo.object_store[ObjectID(sha)]
+        if not isinstance(obj, Commit):
+            raise TypeError(f"{sha.decode()} is a {obj.type_name.decode()}, not a commit")
         return obj
 
 
@@ -365,10 +392,10 @@ def probe_tip(remote: str, branch: str, timeout: float = 3.0) -> bytes | None:
             client, path = get_transport_and_path(remote)
         elif parts.scheme in ("http", "https"):
             anonymous = urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-            pool = default_urllib3_manager(None, timeout=timeout)
+            # Without credentials dulwich builds a plain PoolManager.
+            pool = cast(PoolManager, default_urllib3_manager(None, timeout=timeout))
             # One try, redirects followed: health answers within seconds whatever the remote does.
-            if isinstance(pool, PoolManager):
-                pool.connection_pool_kw["retries"] = Retry(total=3, connect=0, read=0, status=0, other=0, redirect=3)
+            pool.connection_pool_kw["retries"] = Retry(total=3, connect=0, read=0, status=0, other=0, redirect=3)
             client, path = get_transport_and_path(anonymous, pool_manager=pool)
         else:
             raise RemoteUnavailable("only path, file:// and http(s) remotes are looked at without credentials")

@@ -115,7 +115,8 @@ class Lookup:
 def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     """`obj` cut to the keys an issue embeds for its kind, every `self` pointing at REST v2."""
     keys = EMBEDDED_KEYS[kind]
-    return _v2_selves({k: copy.deepcopy(obj[k]) for k in keys if k in obj})
+    trimmed: dict[str, Any] = _v2_selves({k: copy.deepcopy(obj[k]) for k in keys if k in obj})
+    return trimmed
 
 
 def rebuild(current: dict[str, Any], histories: list[dict[str, Any]], lookup: Lookup) -> list[RebuiltEvent]:
