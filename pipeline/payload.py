@@ -251,10 +251,16 @@ def _timestamp(value: Any, fallback_ms: int) -> int:
     return ms if 0 < ms <= MAX_EVENT_TIME_MS else fallback_ms
 
 
+def issue_group(issue_id: str) -> str:
+    """The FIFO group of an issue's events, from ingest and reconcile alike: its id, which survives moves (keys do not).
+    One group per issue keeps its events in order while other issues go past."""
+    return issue_id
+
+
 def message_group(event: WebhookEvent) -> str:
-    """Events of one issue share a group (its id survives moves); others group by their entity."""
+    """Events of one issue share a group (`issue_group`); others group by their entity."""
     if event.issue_id:
-        return event.issue_id
+        return issue_group(event.issue_id)
     for key in _ENTITY_KEYS:
         entity = event.data.get(key)
         if isinstance(entity, dict) and entity.get("id") is not None:

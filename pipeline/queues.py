@@ -1,4 +1,7 @@
-"""FIFO queues: where each message goes, with which group and deduplication id, sent ten to a call."""
+"""FIFO queues: where each message goes and with which deduplication id, sent ten to a call.
+
+The caller names an event's group (`payload.message_group`, `payload.issue_group`); changes go in their issue's
+group, bells and reconcile steps in one group each."""
 
 from __future__ import annotations
 

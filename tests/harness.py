@@ -3,14 +3,10 @@ deterministically."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
-import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
 from dulwich.repo import Repo
 
@@ -19,62 +15,7 @@ from local.poller import Poller
 from pipeline import services
 from pipeline.reconcile import jobs
 from pipeline.settings import Settings
-
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def fixture_json(name: str) -> dict[str, Any]:
-    return json.loads(fixture_bytes(name))
-
-
-def function_url_event(
-    body: bytes,
-    headers: dict[str, str] | None = None,
-    method: str = "POST",
-    path: str = "/webhook",
-    query: str = "",
-) -> dict[str, Any]:
-    """A Lambda Function URL (payload 2.0) event, as AWS delivers it; `query` is the raw query string."""
-    now = time.time()
-    lowered = {k.lower(): v for k, v in (headers or {}).items()}
-    event: dict[str, Any] = {
-        "version": "2.0",
-        "routeKey": "$default",
-        "rawPath": path,
-        "rawQueryString": query,
-        "headers": {
-            "host": "abc.lambda-url.us-east-1.on.aws",
-            "user-agent": "Atlassian Webhook HTTP Client",
-            **lowered,
-        },
-        "requestContext": {
-            "accountId": "anonymous",
-            "apiId": "abc",
-            "domainName": "abc.lambda-url.us-east-1.on.aws",
-            "domainPrefix": "abc",
-            "http": {
-                "method": method,
-                "path": path,
-                "protocol": "HTTP/1.1",
-                "sourceIp": "203.0.113.7",
-                "userAgent": "x",
-            },
-            "requestId": str(uuid.uuid4()),
-            "routeKey": "$default",
-            "stage": "$default",
-            "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
-            "timeEpoch": int(now * 1000),
-        },
-        "body": base64.b64encode(body).decode(),
-        "isBase64Encoded": True,
-    }
-    if query:  # AWS leaves the parsed parameters out when there are none
-        event["queryStringParameters"] = dict(parse_qsl(query, keep_blank_values=True))
-    return event
+from tests.builders import function_url_event
 
 
 def receive_all(queue_url: str, *, visibility: int | None = None, delete: bool = False) -> list[dict[str, Any]]:

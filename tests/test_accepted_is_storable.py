@@ -28,7 +28,7 @@ from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import event_id_for, parse_event
 from pipeline.settings import Settings
 from pipeline.store import UNREADABLE_PREFIX, Store, raw_key
-from tests.harness import FIXTURES
+from tests.builders import FIXTURES
 
 _FIXTURES = {path.name: json.loads(path.read_bytes()) for path in sorted(FIXTURES.glob("*.json"))}
 

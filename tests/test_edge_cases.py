@@ -12,7 +12,8 @@ from pipeline import reader, services
 from pipeline.errors import JSyncError
 from pipeline.git.commits import GitRecords
 from pipeline.messages import Change
-from tests.harness import Pipeline, fixture_bytes, fixture_json
+from tests.builders import fixture_bytes, fixture_json
+from tests.harness import Pipeline
 
 
 def _body(payload: dict) -> bytes:

@@ -13,7 +13,8 @@ from pipeline.git.commits import GitRecords
 from pipeline.messages import Change
 from pipeline.queues import Queues
 from pipeline.store import Store
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 
 def test_crash_between_s3_write_and_commit_send_is_retried_without_duplicate(

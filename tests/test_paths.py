@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from pipeline.ids import MAX_PROJECT_KEY
-from tests.harness import Pipeline, fixture_json, remote_paths
+from tests.builders import fixture_json
+from tests.harness import Pipeline, remote_paths
 
 _LONGEST_PROJECT = "P" + "Z" * (MAX_PROJECT_KEY - 1)
 _LONGEST_KEY = f"{_LONGEST_PROJECT}-{'9' * 18}"

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 
 from pipeline import reader, services
 from pipeline.snapshot import issue_document
-from tests.conftest import BACKENDS, fresh_environment
-from tests.harness import Pipeline, fixture_json
+from tests.builders import fixture_json
+from tests.environments import BACKENDS, fresh_environment
+from tests.harness import Pipeline
 
 BASE = fixture_json("issue_updated.json")
 

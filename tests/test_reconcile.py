@@ -24,7 +24,7 @@ from pipeline.reconcile.reconciler import SEARCH_PAGE, Outgoing, Reconciler, sch
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import git_path, issue_document
 from pipeline.store import pending_key
-from tests.conftest import fresh_environment
+from tests.environments import fresh_environment
 from tests.fakejira import EMAIL, TOKEN, USERS, FakeJira, JiraModel, ModelWebhook
 from tests.harness import Pipeline
 

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pipeline import reader, services
-from tests.conftest import fresh_environment
+from tests.environments import fresh_environment
 from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
 from tests.harness import Pipeline
 

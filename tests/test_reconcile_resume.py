@@ -25,7 +25,7 @@ from pipeline.reconcile import jobs
 from pipeline.reconcile.jira import JiraClient
 from pipeline.reconcile.reconciler import Reconciler
 from pipeline.store import changelog_marker_key, pending_key
-from tests.conftest import fresh_environment
+from tests.environments import fresh_environment
 from tests.fakejira import FakeJira, JiraModel
 from tests.harness import Pipeline
 from tests.test_reconcile import assert_matches_jira, entries, point_at

@@ -1,4 +1,5 @@
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 
 def test_created_issue_reaches_s3_and_git(any_pipeline: Pipeline) -> None:

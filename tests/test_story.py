@@ -2,7 +2,8 @@
 
 import json
 
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 STORY = [
     ("issue_created.json", "OPS-17: created: Rotate certificates"),

@@ -17,8 +17,8 @@ import pytest
 
 from local.stack import LocalStack
 from pipeline import services
-from tests.conftest import stack_env
-from tests.harness import fixture_bytes
+from tests.builders import fixture_bytes
+from tests.environments import stack_env
 
 BEFORE_THE_MOVE = [
     ("issue_created.json", "application/json"),  # OPS-17 (10042), To Do, Ada

@@ -21,8 +21,9 @@ from hypothesis import strategies as st
 
 from api.app import create_app
 from pipeline import services
-from tests.conftest import fresh_environment
-from tests.harness import Pipeline, fixture_json
+from tests.builders import fixture_json
+from tests.environments import fresh_environment
+from tests.harness import Pipeline
 
 BASE = fixture_json("issue_created.json")
 BASE_TIME = int(BASE["timestamp"])

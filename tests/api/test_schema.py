@@ -38,8 +38,8 @@ from schemathesis.specs.openapi.checks import (
 from api.app import create_app
 from local.stack import LocalStack
 from pipeline import services
-from tests.conftest import stack_env
-from tests.harness import fixture_bytes
+from tests.builders import fixture_bytes
+from tests.environments import stack_env
 
 SEED = 20261124
 MAX_EXAMPLES = 30

@@ -17,7 +17,7 @@ from pipeline import services
 from pipeline.reconcile import jobs
 from pipeline.snapshot import issue_document
 from tests.api.test_http import assert_error
-from tests.conftest import stack_env
+from tests.environments import stack_env
 from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
 
 

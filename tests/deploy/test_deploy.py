@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from ops import deploy
-from tests.conftest import reset_moto
+from tests.environments import reset_moto
 
 REMOTE = "https://github.com/acme/jira-history.git"
 TOKEN = "jira-token-value-never-printed"

@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 import pytest
 
 from pipeline import services
-from tests.harness import Pipeline, fixture_bytes, fixture_json, function_url_event
+from tests.builders import fixture_bytes, fixture_json, function_url_event
+from tests.harness import Pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLOUDFRONT_HOST = "d111111abcdef8.cloudfront.net"

@@ -26,8 +26,9 @@ from pipeline.backends import Outgoing
 from pipeline.git.store import GitStore
 from pipeline.messages import Change
 from pipeline.queues import change_dedup_id
-from tests.conftest import fresh_environment
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import change_of, fixture_bytes, issue_document
+from tests.environments import fresh_environment
+from tests.harness import Pipeline
 
 TOKEN = "ghp_JSYNC-SECRET-TOKEN-7f3a9c1e5b"
 
@@ -149,7 +150,7 @@ def test_every_ready_change_goes_in_one_push_across_issues(
     assert committed(pipeline) == ["b-0"]
     # and 24 more changes of several issues waiting: more than Lambda's ten a batch
     queue_changes(pipeline, [("issue_updated.json", "b-1"), ("issue_created_adf.json", "b-2")])
-    more = [_change(str(11000 + n), f"b-{n}", n) for n in range(3, 25)]
+    more = [change_of(str(11000 + n), f"b-{n}", n) for n in range(3, 25)]
     for change in more:
         send_change(pipeline, change)
     assert waiting(pipeline) == 24
@@ -180,7 +181,7 @@ def test_a_bound_splits_a_drain_into_several_pushes(any_pipeline: Pipeline, monk
     pipeline = any_pipeline
     monkeypatch.setenv("JSYNC_COMMIT_BATCH_CHANGES", "3")
     services.reset()
-    changes = [_change(str(20000 + n), f"s-{n}", n) for n in range(7)]
+    changes = [change_of(str(20000 + n), f"s-{n}", n) for n in range(7)]
     for change in changes:
         send_change(pipeline, change)
     pushes = count_pushes(monkeypatch)
@@ -192,7 +193,7 @@ def test_a_bound_splits_a_drain_into_several_pushes(any_pipeline: Pipeline, monk
 
 def test_many_changes_of_one_issue_keep_their_order(any_pipeline: Pipeline) -> None:
     pipeline = any_pipeline
-    changes = [_change("21000", f"o-{n}", n) for n in range(23)]
+    changes = [change_of("21000", f"o-{n}", n) for n in range(23)]
     for change in changes:
         send_change(pipeline, change)
     assert invoke() == {"batchItemFailures": []}
@@ -205,8 +206,8 @@ def test_an_unreadable_message_holds_back_its_issue_only(any_pipeline: Pipeline,
     pipeline = any_pipeline
     # Given a message no committer can read, in the group of issue 30000, before that issue's good change
     send_raw(pipeline, body, "30000")
-    send_change(pipeline, _change("30000", "h-1", 1))
-    send_change(pipeline, _change("30001", "h-2", 2))
+    send_change(pipeline, change_of("30000", "h-1", 1))
+    send_change(pipeline, change_of("30001", "h-2", 2))
 
     # When the bell rings
     assert invoke() == {"batchItemFailures": []}
@@ -219,9 +220,9 @@ def test_an_unreadable_message_holds_back_its_issue_only(any_pipeline: Pipeline,
 def test_a_change_whose_document_is_gone_holds_back_its_issue_only(any_pipeline: Pipeline) -> None:
     pipeline = any_pipeline
     queue_changes(pipeline, [("issue_created.json", "p-0")])
-    poison = _change("10077", "p-missing", 5, document=None)  # by reference, and the snapshot does not exist
+    poison = change_of("10077", "p-missing", 5, document=None)  # by reference, and the snapshot does not exist
     send_change(pipeline, poison)
-    send_change(pipeline, _change("10078", "p-2", 6))
+    send_change(pipeline, change_of("10078", "p-2", 6))
     assert invoke() == {"batchItemFailures": []}
     assert sorted(committed(pipeline)) == ["p-0", "p-2"]
     assert waiting(pipeline) == 1
@@ -234,7 +235,7 @@ def test_a_message_that_always_fails_reaches_the_dlq_and_redrive_commits_it_once
     settings = pipeline.settings
     remember_receipts(monkeypatch)
     # Given a change whose document cannot be read yet
-    change = _change("10090", "d-0", 7, document=None)
+    change = change_of("10090", "d-0", 7, document=None)
     send_change(pipeline, change)
 
     # When five drains fail it (each time its visibility timeout passes)
@@ -249,7 +250,7 @@ def test_a_message_that_always_fails_reaches_the_dlq_and_redrive_commits_it_once
     assert committed(pipeline) == []
 
     # When its snapshot exists again and `make redrive` runs
-    services.store().put_json(change.snapshot_key, {"issue": _document(change.issue_id, change.key or "")})
+    services.store().put_json(change.snapshot_key, {"issue": issue_document(change.issue_id, change.key or "")})
     from pipeline.redrive import pairs, redrive_all
 
     moved = redrive_all(services.queue_bus(), [p for p in pairs(settings) if p.source == settings.commits_queue])
@@ -269,7 +270,7 @@ def test_crash_after_push_before_delete_commits_nothing_twice(
 ) -> None:
     pipeline = any_pipeline
     remember_receipts(monkeypatch)
-    changes = [_change(str(40000 + n % 4), f"c-{n}", n) for n in range(12)]
+    changes = [change_of(str(40000 + n % 4), f"c-{n}", n) for n in range(12)]
     for change in changes:
         send_change(pipeline, change)
     # Given a committer that dies after its push took, before it deleted what it pushed
@@ -301,7 +302,7 @@ def test_crash_after_push_before_delete_commits_nothing_twice(
 def test_crash_mid_receive_loses_nothing(any_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     pipeline = any_pipeline
     remember_receipts(monkeypatch)
-    changes = [_change(str(50000 + n % 22), f"r-{n}", n) for n in range(30)]
+    changes = [change_of(str(50000 + n % 22), f"r-{n}", n) for n in range(30)]
     for change in changes:
         send_change(pipeline, change)
     # Given a committer that dies on its third receive, with two batches of ten in hand
@@ -344,7 +345,7 @@ def test_a_second_committer_running_at_once_commits_nothing_twice(stack_pipeline
     from pipeline.git.drain import Bounds, drain
 
     pipeline = stack_pipeline
-    changes = [_change(str(60000 + n % 6), f"t-{n}", n) for n in range(60)]
+    changes = [change_of(str(60000 + n % 6), f"t-{n}", n) for n in range(60)]
     for change in changes:
         send_change(pipeline, change)
     settings = pipeline.settings
@@ -531,28 +532,3 @@ def test_a_failed_push_is_recorded_with_its_cause_and_since_when(
     assert record["ok"] is False and record["last_push"] == pushed["last_push"]
     assert record["last_error"]["error"].startswith("RemoteUnavailable: ")
     assert record["last_error"]["since"] == failed_once["last_error"]["at"]
-
-
-# --- building changes ------------------------------------------------------------------------------------
-
-
-def _document(issue_id: str, key: str) -> dict[str, Any]:
-    return {"id": issue_id, "key": key, "fields": {"summary": f"issue {issue_id}", "project": {"key": "BIG"}}}
-
-
-def _change(issue_id: str, event_id: str, n: int, document: Any = "inline") -> Change:
-    key = f"BIG-{issue_id}"
-    return Change(
-        issue_id=issue_id,
-        key=key,
-        previous_key=None,
-        event_id=event_id,
-        event_name="jira:issue_updated",
-        order=[1764000000000 + n * 1000, n + 1, event_id],
-        actor={"displayName": "Ada", "accountId": "ada"},
-        subject=f"update {n}",
-        changes=[{"field": "summary", "from": None, "to": f"v{n}"}],
-        deleted=False,
-        snapshot_key=f"snapshots/{issue_id}/{1764000000000 + n * 1000}-{event_id}.json",
-        document={**_document(issue_id, key), "fields": {"summary": f"v{n}"}} if document == "inline" else None,
-    )

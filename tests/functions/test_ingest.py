@@ -25,7 +25,8 @@ from pipeline import services
 from pipeline.messages import QueuedEvent
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES, MAX_WEBHOOK_BYTES, Settings
 from pipeline.signature import sign
-from tests.harness import Pipeline, fixture_bytes, fixture_json, function_url_event, receive_all
+from tests.builders import fixture_bytes, fixture_json, function_url_event
+from tests.harness import Pipeline, receive_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t"

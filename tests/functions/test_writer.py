@@ -7,7 +7,6 @@ S3 and the commits queue are the moto-backed ones of the `settings` fixture.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import uuid
@@ -27,52 +26,8 @@ from pipeline.messages import Change, QueuedEvent
 from pipeline.queues import change_dedup_id
 from pipeline.settings import Settings
 from pipeline.store import Store, changelog_marker_key, latest_key, raw_key, snapshot_key, unreadable_key
-from tests.harness import fixture_bytes, fixture_json, receive_all
-
-ACCOUNT = "123456789012"
-_sequence = iter(range(18_000_000_000_000_000_000, 19_000_000_000_000_000_000))
-
-
-# --- building real-shaped events -----------------------------------------------------------------
-
-
-def queued(event_id: str, body: bytes, content_type: str = "application/json") -> QueuedEvent:
-    """A webhook as ingest would have queued it (raw body inline)."""
-    received_ms = int(time.time() * 1000)
-    return QueuedEvent(event_id, received_ms, content_type, raw_key(event_id, received_ms, "json"), body)
-
-
-def sqs_record(settings: Settings, body: str, group: str, message_id: str | None = None) -> dict[str, Any]:
-    """One record of a Lambda SQS FIFO event, as the event source mapping delivers it."""
-    message_id = message_id or str(uuid.uuid4())
-    now = str(int(time.time() * 1000))
-    return {
-        "messageId": message_id,
-        "receiptHandle": f"AQEB{hashlib.sha256(message_id.encode()).hexdigest()}",
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": now,
-            "SenderId": "AROAEXAMPLE:jsync-ingest",
-            "ApproximateFirstReceiveTimestamp": now,
-            "SequenceNumber": str(next(_sequence)),
-            "MessageGroupId": group,
-            "MessageDeduplicationId": hashlib.sha256(body.encode()).hexdigest(),
-        },
-        "messageAttributes": {},
-        "md5OfBody": hashlib.md5(body.encode()).hexdigest(),
-        "eventSource": "aws:sqs",
-        "eventSourceARN": f"arn:aws:sqs:{settings.region}:{ACCOUNT}:{settings.events_queue}",
-        "awsRegion": settings.region,
-    }
-
-
-def event_record(settings: Settings, event: QueuedEvent, group: str) -> dict[str, Any]:
-    return sqs_record(settings, event.to_json(), group)
-
-
-def batch(*records: dict[str, Any]) -> dict[str, Any]:
-    return {"Records": list(records)}
+from tests.builders import event_record, fixture_bytes, fixture_json, queued_event, sqs_batch, sqs_record
+from tests.harness import receive_all
 
 
 def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -116,10 +71,10 @@ def commit_messages(settings: Settings) -> list[dict[str, Any]]:
 
 def test_all_good_batch_reports_no_failures_and_stores_every_event(settings: Settings) -> None:
     # Given a batch of three events over two issues
-    created = queued("w-created", fixture_bytes("issue_created.json"))
-    updated = queued("w-updated", fixture_bytes("issue_updated.json"))
-    adf = queued("w-adf", fixture_bytes("issue_created_adf.json"))
-    event = batch(
+    created = queued_event("w-created", fixture_bytes("issue_created.json"))
+    updated = queued_event("w-updated", fixture_bytes("issue_updated.json"))
+    adf = queued_event("w-adf", fixture_bytes("issue_created_adf.json"))
+    event = sqs_batch(
         event_record(settings, created, "10042"),
         event_record(settings, adf, "10050"),
         event_record(settings, updated, "10042"),
@@ -150,14 +105,14 @@ def test_an_event_the_writer_cannot_interpret_is_set_aside_and_its_issue_goes_on
 ) -> None:
     # Given [m0: A ok, m1: B unreadable, m2: A ok, m3: B ok]; m1's webhook body is not JSON (ingest never queues
     # one, but a redrive or an older ingest's rule can), and m3 of the same issue waits behind it
-    m0 = event_record(settings, queued("a-0", fixture_bytes("issue_created.json")), "10042")
-    bad = queued("b-unreadable", b'{"webhookEvent": "jira:issue_upd')
+    m0 = event_record(settings, queued_event("a-0", fixture_bytes("issue_created.json")), "10042")
+    bad = queued_event("b-unreadable", b'{"webhookEvent": "jira:issue_upd')
     m1 = event_record(settings, bad, "10050")
-    m2 = event_record(settings, queued("a-1", fixture_bytes("issue_updated.json")), "10042")
-    m3 = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+    m2 = event_record(settings, queued_event("a-1", fixture_bytes("issue_updated.json")), "10042")
+    m3 = event_record(settings, queued_event("b-0", fixture_bytes("issue_created_adf.json")), "10050")
 
     # When the writer handles the batch
-    response = invoke(batch(m0, m1, m2, m3))
+    response = invoke(sqs_batch(m0, m1, m2, m3))
 
     # Then nothing comes back to go round the queue and, five failures later, the dead-letter queue
     assert response == {"batchItemFailures": []}
@@ -176,12 +131,12 @@ def test_an_event_the_writer_cannot_interpret_is_set_aside_and_its_issue_goes_on
 
 def test_corrupt_sqs_body_fails_only_its_own_group(settings: Settings) -> None:
     # Given a record whose SQS body is not a QueuedEvent at all, between two good ones of another issue
-    good = event_record(settings, queued("a-0", fixture_bytes("issue_created.json")), "10042")
+    good = event_record(settings, queued_event("a-0", fixture_bytes("issue_created.json")), "10042")
     corrupt = sqs_record(settings, "not json", "10050")
-    later = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+    later = event_record(settings, queued_event("b-0", fixture_bytes("issue_created_adf.json")), "10050")
 
     # When / Then only the corrupt record and the one behind it in its group fail
-    assert invoke(batch(corrupt, good, later)) == failures(corrupt, later)
+    assert invoke(sqs_batch(corrupt, good, later)) == failures(corrupt, later)
     assert latest_event("10042") == "a-0"
     assert latest_event("10050") is None
 
@@ -190,10 +145,10 @@ def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given S3 refuses the raw copy of issue B's first event (503 SlowDown)
-    a0 = queued("a-0", fixture_bytes("issue_created.json"))
-    b0 = queued("b-0", fixture_bytes("issue_created_adf.json"))
-    c0 = queued("c-0", issue_c_body())
-    a1 = queued("a-1", fixture_bytes("issue_updated.json"))
+    a0 = queued_event("a-0", fixture_bytes("issue_created.json"))
+    b0 = queued_event("b-0", fixture_bytes("issue_created_adf.json"))
+    c0 = queued_event("c-0", issue_c_body())
+    a1 = queued_event("a-1", fixture_bytes("issue_updated.json"))
     real_put_raw = Store.put_raw
     refused: list[str] = []
 
@@ -215,11 +170,11 @@ def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
     r_c0 = event_record(settings, c0, "10077")
     r_a1 = event_record(settings, a1, "10042")
     # A second event of B, behind the failing one (a retry of the same delivery: same raw body, new id)
-    b1 = queued("b-1", fixture_bytes("issue_created_adf.json"))
+    b1 = queued_event("b-1", fixture_bytes("issue_created_adf.json"))
     r_b1 = event_record(settings, b1, "10050")
 
     # When the writer handles [a0, b0, c0, b1, a1]
-    response = invoke(batch(r_a0, r_b0, r_c0, r_b1, r_a1))
+    response = invoke(sqs_batch(r_a0, r_b0, r_c0, r_b1, r_a1))
 
     # Then only group B's records fail; the others were captured
     assert response == failures(r_b0, r_b1)
@@ -231,7 +186,7 @@ def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
 
     # When S3 is back and Lambda retries the failed records
     monkeypatch.setattr(Store, "put_raw", real_put_raw)
-    assert invoke(batch(r_b0, r_b1)) == {"batchItemFailures": []}
+    assert invoke(sqs_batch(r_b0, r_b1)) == {"batchItemFailures": []}
 
     # Then issue B is captured too, once: b-1 is the same creation under another delivery id
     assert latest_event("10050") == "b-0"
@@ -241,13 +196,13 @@ def test_transient_s3_failure_fails_that_group_only_and_a_retry_recovers(
 def test_every_record_failing_raises_so_the_whole_batch_is_retried(settings: Settings) -> None:
     # Given a batch in which every record fails (a record that is no queued event at all, and one behind it)
     poison = sqs_record(settings, "<<not json>>", "10050")
-    behind = event_record(settings, queued("b-0", fixture_bytes("issue_created_adf.json")), "10050")
+    behind = event_record(settings, queued_event("b-0", fixture_bytes("issue_created_adf.json")), "10050")
 
     # When / Then Powertools raises BatchProcessingError instead of returning a response
     with pytest.raises(BatchProcessingError):
-        invoke(batch(poison, behind))
+        invoke(sqs_batch(poison, behind))
     with pytest.raises(BatchProcessingError):
-        invoke(batch(sqs_record(settings, "not json", "10042")))
+        invoke(sqs_batch(sqs_record(settings, "not json", "10042")))
     # and nothing of the issue was captured
     assert latest_event("10050") is None
     assert s3_keys(settings, "snapshots/") == []
@@ -255,11 +210,11 @@ def test_every_record_failing_raises_so_the_whole_batch_is_retried(settings: Set
 
 def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing(settings: Settings) -> None:
     # Given two state-advancing events of OPS-17
-    created = queued("s-created", fixture_bytes("issue_created.json"))
-    assignee = queued("s-assignee", fixture_bytes("issue_updated_assignee.json"))
+    created = queued_event("s-created", fixture_bytes("issue_created.json"))
+    assignee = queued_event("s-assignee", fixture_bytes("issue_updated_assignee.json"))
 
     # When the writer captures them
-    assert invoke(batch(event_record(settings, created, "10042"), event_record(settings, assignee, "10042"))) == {
+    assert invoke(sqs_batch(event_record(settings, created, "10042"), event_record(settings, assignee, "10042"))) == {
         "batchItemFailures": []
     }
 
@@ -280,8 +235,8 @@ def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing
     assert changes[1].snapshot_key == snapshot_key("10042", 1764000200789, "s-assignee")
 
     # When an older event of the same issue arrives late (a delayed delivery)
-    stale = queued("s-stale", fixture_bytes("issue_updated_stale.json"))
-    assert invoke(batch(event_record(settings, stale, "10042"))) == {"batchItemFailures": []}
+    stale = queued_event("s-stale", fixture_bytes("issue_updated_stale.json"))
+    assert invoke(sqs_batch(event_record(settings, stale, "10042"))) == {"batchItemFailures": []}
 
     # Then it is kept as a snapshot, latest/ does not go back, and nothing is sent for git
     assert snapshot_key("10042", 1764000150000, "s-stale") in s3_keys(settings, "snapshots/10042/")
@@ -291,12 +246,12 @@ def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing
 
 def test_replayed_event_is_sent_again_with_the_same_dedup_id(settings: Settings) -> None:
     # Given an event already captured and sent
-    created = queued("r-created", fixture_bytes("issue_created.json"))
-    assert invoke(batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
+    created = queued_event("r-created", fixture_bytes("issue_created.json"))
+    assert invoke(sqs_batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
     first = commit_messages(settings)
 
     # When SQS delivers the same event again (at-least-once)
-    assert invoke(batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
+    assert invoke(sqs_batch(event_record(settings, created, "10042"))) == {"batchItemFailures": []}
     again = commit_messages(settings)
 
     # Then the resend carries the same dedup id, so SQS (within 5 min) or the committer drops it
@@ -336,11 +291,11 @@ def versions(ref: str) -> list[str]:
 def test_an_update_of_a_captured_issue_writes_raw_snapshot_and_latest_only(settings: Settings) -> None:
     # Given a captured issue
     store, counting = counted_store()
-    capture_now(store, queued("u-0", fixture_bytes("issue_created.json")))
+    capture_now(store, queued_event("u-0", fixture_bytes("issue_created.json")))
     counting.reset()
 
     # When an update arrives in order, keeping its key and project
-    assert capture_now(store, queued("u-1", fixture_bytes("issue_updated.json"))).advanced
+    assert capture_now(store, queued_event("u-1", fixture_bytes("issue_updated.json"))).advanced
 
     # Then it writes the three objects the contract names, and reads only latest/
     assert counting.puts == {"raw/": 1, "snapshots/": 1, "latest/": 1}
@@ -358,7 +313,7 @@ def test_an_update_of_a_captured_issue_writes_raw_snapshot_and_latest_only(setti
 
     # When the same update is delivered again
     counting.reset()
-    capture_now(store, queued("u-1", fixture_bytes("issue_updated.json")))
+    capture_now(store, queued_event("u-1", fixture_bytes("issue_updated.json")))
     # Then only its raw copy is written again
     assert counting.puts == {"raw/": 1}
 
@@ -366,10 +321,10 @@ def test_an_update_of_a_captured_issue_writes_raw_snapshot_and_latest_only(setti
 def test_a_move_writes_its_new_key_and_membership_and_the_old_key_still_answers(settings: Settings) -> None:
     store, counting = counted_store()
     for n, name in enumerate(["issue_created.json", "issue_updated.json"]):
-        capture_now(store, queued(f"m-{n}", fixture_bytes(name)))
+        capture_now(store, queued_event(f"m-{n}", fixture_bytes(name)))
     counting.reset()
 
-    capture_now(store, queued("m-2", fixture_bytes("issue_moved.json")))
+    capture_now(store, queued_event("m-2", fixture_bytes("issue_moved.json")))
 
     assert counting.puts["index/keys/"] == 1  # PLAT-5, once
     assert counting.count("delete") == {"index/projects/": 1}  # its OPS membership
@@ -384,11 +339,11 @@ def test_a_move_writes_its_new_key_and_membership_and_the_old_key_still_answers(
 def test_an_older_event_claims_its_entry_in_latest_and_another_capture_of_it_adds_nothing(settings: Settings) -> None:
     store, counting = counted_store()
     for n, name in enumerate(["issue_created.json", "issue_updated_assignee.json"]):
-        capture_now(store, queued(f"o-{n}", fixture_bytes(name)))
+        capture_now(store, queued_event(f"o-{n}", fixture_bytes(name)))
     counting.reset()
 
     # When an older change arrives late
-    assert not capture_now(store, queued("o-stale", fixture_bytes("issue_updated_stale.json"))).advanced
+    assert not capture_now(store, queued_event("o-stale", fixture_bytes("issue_updated_stale.json"))).advanced
 
     # Then its entry is claimed in latest/, which stays at the newer event, and its snapshot is kept
     assert counting.puts == {"raw/": 1, "latest/": 1, "snapshots/": 1}
@@ -409,7 +364,7 @@ def test_an_older_event_claims_its_entry_in_latest_and_another_capture_of_it_add
 def test_claims_that_earlier_versions_kept_as_marker_objects_still_hold(settings: Settings) -> None:
     # Given an issue captured by an earlier version: its latest state holds no claims, marker objects do
     store = services.store()
-    capture_now(store, queued("l-0", fixture_bytes("issue_created.json")))
+    capture_now(store, queued_event("l-0", fixture_bytes("issue_created.json")))
     current = store.latest("10042")
     assert current is not None
     store.write_json(latest_key("10042"), {k: v for k, v in current.data.items() if k != "entries"}, current)
@@ -422,7 +377,7 @@ def test_claims_that_earlier_versions_kept_as_marker_objects_still_hold(settings
     assert (
         capture_now(store, reconcile_feed("rc-10042-10789", fixture_bytes("issue_updated.json"))).snapshot_key is None
     )
-    assert capture_now(store, queued("l-1", fixture_bytes("issue_updated.json"))).advanced
+    assert capture_now(store, queued_event("l-1", fixture_bytes("issue_updated.json"))).advanced
 
     # Then the webhook that claimed it first captured it, once, and latest/ now holds every claim
     assert versions("10042") == ["1764000100456-l-1", "1764000000123-l-0"]
@@ -437,9 +392,9 @@ def test_a_snapshot_whose_entry_went_to_another_event_is_not_a_version(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = services.store()
-    capture_now(store, queued("x-0", fixture_bytes("issue_created.json")))
+    capture_now(store, queued_event("x-0", fixture_bytes("issue_created.json")))
     # Given a webhook that wrote its snapshot and died before latest/, five times over (to the dead-letter queue)
-    webhook = queued("x-1", fixture_bytes("issue_updated.json"))
+    webhook = queued_event("x-1", fixture_bytes("issue_updated.json"))
     real_write = Store.write_json
 
     def dies_before_latest(self: Store, key: str, data: dict[str, Any], expected: Any) -> None:
@@ -465,8 +420,8 @@ def test_a_snapshot_whose_entry_went_to_another_event_is_not_a_version(
 
 def test_a_second_deletion_is_not_a_version(settings: Settings) -> None:
     store = services.store()
-    capture_now(store, queued("d-0", fixture_bytes("issue_created.json")))
-    capture_now(store, queued("d-1", fixture_bytes("issue_deleted.json")))
+    capture_now(store, queued_event("d-0", fixture_bytes("issue_created.json")))
+    capture_now(store, queued_event("d-1", fixture_bytes("issue_deleted.json")))
     # Reconcile found the issue gone before the webhook's deletion was captured, and fed one of its own
     capture_now(store, reconcile_feed("rc-10042-deleted", fixture_bytes("issue_deleted.json")))
 

@@ -29,7 +29,8 @@ from pipeline.backends.aws import S3Objects, SqsQueues
 from pipeline.backends.embedded import Database, SqliteObjects, SqliteQueues
 from pipeline.settings import Settings, load_settings
 from pipeline.store import Store
-from tests.harness import fixture_json, remote_commits
+from tests.builders import fixture_json
+from tests.harness import remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = fixture_json("issue_updated.json")

@@ -18,8 +18,9 @@ import pytest
 from local.stack import LocalStack
 from pipeline import services
 from pipeline.signature import sign
-from tests.conftest import stack_env
-from tests.harness import fixture_bytes, remote_commits, remote_file
+from tests.builders import fixture_bytes
+from tests.environments import stack_env
+from tests.harness import remote_commits, remote_file
 
 ROOT = Path(__file__).resolve().parents[2]
 

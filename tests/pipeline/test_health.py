@@ -20,7 +20,8 @@ from pipeline.redrive import retry_set_aside
 from pipeline.settings import Settings
 from pipeline.signature import sign
 from pipeline.store import raw_key
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 TOKEN = "ghp_JSYNC-HEALTH-TOKEN-0c4e2a"
 

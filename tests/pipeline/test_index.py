@@ -5,7 +5,8 @@ from __future__ import annotations
 from pipeline import services
 from pipeline.index import update_indexes
 from pipeline.store import project_count_key
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 
 def test_a_redelivery_after_the_replay_memory_is_gone_does_not_count_twice(pipeline: Pipeline) -> None:

@@ -24,7 +24,7 @@ from pipeline.payload import (
     message_group,
     parse_event,
 )
-from tests.harness import fixture_bytes, fixture_json
+from tests.builders import fixture_bytes, fixture_json
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RECEIVED_MS = 1_700_000_000_000
@@ -172,7 +172,7 @@ def test_billion_laughs_is_rejected_and_parsing_completes() -> None:
         "import json\n"
         "from pipeline.errors import WebhookRejected\n"
         "from pipeline.payload import parse_event\n"
-        "from tests.harness import fixture_bytes\n"
+        "from tests.builders import fixture_bytes\n"
         "try:\n"
         "    parse_event(fixture_bytes('billion_laughs.xml'), 'application/xml', 1)\n"
         "except WebhookRejected as exc:\n"

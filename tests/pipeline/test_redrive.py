@@ -28,8 +28,9 @@ from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
 from pipeline.store import Store
-from tests.conftest import stack_env
-from tests.harness import Pipeline, fixture_bytes, fixture_json, receive_all, remote_commits
+from tests.builders import fixture_bytes, fixture_json
+from tests.environments import stack_env
+from tests.harness import Pipeline, receive_all, remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = fixture_json("issue_updated.json")

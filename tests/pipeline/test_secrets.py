@@ -8,7 +8,8 @@ from pipeline import services
 from pipeline import settings as settings_module
 from pipeline.settings import SecretReadFailed, SecretUnavailable, load_settings
 from pipeline.signature import sign
-from tests.harness import Pipeline, fixture_bytes
+from tests.builders import fixture_bytes
+from tests.harness import Pipeline
 
 
 def test_rotation_accepts_new_and_old_then_rereads(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:

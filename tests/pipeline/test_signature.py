@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import WebhookRejected
 from pipeline.signature import sign, verify
-from tests.harness import fixture_bytes
+from tests.builders import fixture_bytes
 
 # Atlassian's published test vector for webhook signatures.
 VECTOR_SECRET = "It's a Secret to Everybody"

@@ -24,8 +24,8 @@ from pipeline.snapshot import (
     issue_key,
     order_of,
 )
+from tests.builders import fixture_bytes, fixture_json
 from tests.fakejira import JiraModel, iso
-from tests.harness import fixture_bytes, fixture_json
 
 RECEIVED_MS = 1_700_000_000_000
 

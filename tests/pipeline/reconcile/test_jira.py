@@ -31,7 +31,7 @@ from pipeline.reconcile.jira import (
     updated_since_clause,
 )
 from tests.fakejira import EMAIL, START_MS, TOKEN, FakeJira, JiraModel, iso
-from tests.harness import fixture_json
+from tests.builders import fixture_json
 
 SEARCH = "/rest/api/3/search/jql"
 BULK = "/rest/api/3/changelog/bulkfetch"
