@@ -1,7 +1,7 @@
 """Issue 13: large commit batches against a git host that takes 300 ms a push, beside one push per 10 changes.
 
 - burst: `count` changes, one per issue of a repository of `files` issue files, queued at once on the embedded commits
-  queue; the committer (pipeline/git/drain.py with commit_batch, as functions/committer.py runs them) drains them. Seconds
+  queue; the committer (git/drain.py and commit_batch, as functions/committer.py runs them) drains them. Seconds
   from its cold start until all are on the remote, pushes, changes a second.
 - paced: changes sent at `rate` a second for `seconds` while the committer drains: the rate git took them in, and
   each change's time from queued to pushed (p50, p95).

@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.gitserver import TOKEN_ENV, git_env
 from bench.repos import BASE_TIME_MS, issue_doc, issue_id, issue_key
-from pipeline.ids import canonical_json
+from pipeline.ids import Order, canonical_json
 from pipeline.messages import Change
 from pipeline.snapshot import git_path
 from pipeline.store import Store, snapshot_key
@@ -52,7 +52,7 @@ def changes_for(n: int, count: int, tag: str, seed: int = 0) -> list[Change]:
                 previous_key=None,
                 event_id=event_id,
                 event_name="jira:issue_created" if version == 0 else "jira:issue_updated",
-                order=[t, version, event_id],
+                order=Order(t, version, event_id),
                 actor={"accountId": fields["assignee"]["accountId"], "displayName": fields["assignee"]["displayName"]},
                 subject=f"created: {fields['summary']}" if version == 0 else "updated summary, status",
                 changes=[] if version == 0 else [{"field": "summary", "from": None, "to": fields["summary"]}],

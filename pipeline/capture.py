@@ -339,7 +339,7 @@ def _advance(
         previous_key=state.get("previous_key"),
         event_id=queued.event_id,
         event_name=event.event_name,
-        order=Order.of_state(state).as_list(),
+        order=Order.of_state(state),
         actor=capture["actor"],
         subject=headline(event, key or str(event.issue_id), state.get("previous_key"), changes),
         changes=capture["changes"],

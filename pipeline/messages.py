@@ -7,6 +7,8 @@ import json
 from dataclasses import dataclass, fields
 from typing import Any
 
+from pipeline.ids import Order
+
 
 @dataclass(frozen=True)
 class QueuedEvent:
@@ -62,7 +64,7 @@ class Change:
     previous_key: str | None
     event_id: str
     event_name: str
-    order: list[Any]  # Order.as_list(): [event time ms, changelog id, event id]
+    order: Order
     actor: dict[str, str] | None
     subject: str
     changes: list[dict[str, Any]]
@@ -73,13 +75,17 @@ class Change:
 
     @property
     def time_ms(self) -> int:
-        return int(self.event_time_ms if self.event_time_ms is not None else self.order[0])
+        return self.event_time_ms if self.event_time_ms is not None else self.order.time_ms
 
     def to_json(self) -> str:
         # ASCII only: SQS refuses some Unicode (U+FFFE, U+FFFF) that JSON may carry. Fields one level deep, not
         # asdict(): that deep-copies the whole document first and cost more than the rest of the writer.
-        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, separators=(",", ":"))
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["order"] = self.order.as_list()  # [event time ms, changelog id, event id]
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str) -> Change:
-        return cls(**json.loads(text))
+        data = json.loads(text)
+        data["order"] = Order.from_list(data["order"])
+        return cls(**data)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pipeline.ids import Order
 from pipeline.messages import Change, QueuedEvent
 from pipeline.settings import Settings
 from pipeline.store import raw_key
@@ -129,7 +130,7 @@ def change_of(issue_id: str, event_id: str, n: int, document: Any = "inline") ->
         previous_key=None,
         event_id=event_id,
         event_name="jira:issue_updated",
-        order=[1764000000000 + n * 1000, n + 1, event_id],
+        order=Order(1764000000000 + n * 1000, n + 1, event_id),
         actor={"displayName": "Ada", "accountId": "ada"},
         subject=f"update {n}",
         changes=[{"field": "summary", "from": None, "to": f"v{n}"}],

@@ -10,6 +10,7 @@ from dulwich.repo import Repo
 
 from pipeline import services
 from pipeline.git.commits import GitRecords
+from pipeline.ids import Order
 from pipeline.messages import Change
 from pipeline.queues import Queues
 from pipeline.store import Store
@@ -90,7 +91,7 @@ def test_replayed_and_older_changes_add_no_commit(pipeline: Pipeline) -> None:
             "OPS-17",
             "r-1",
             "jira:issue_updated",
-            snapshot["capture"]["order"],
+            Order.from_list(snapshot["capture"]["order"]),
             None,
             "updated status",
             [],

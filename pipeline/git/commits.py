@@ -178,7 +178,7 @@ def commit_batch(
                 record = (
                     staged.get(change.issue_id) or since_records.get(change.issue_id) or records.get(change.issue_id)
                 )
-                order = Order.from_list(change.order)
+                order = change.order
                 if record is not None and order <= record.order:
                     skipped.append(change.event_id)
                 else:
@@ -229,7 +229,7 @@ def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]
 def _stage(
     change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any]
 ) -> tuple[GitRecord, bool]:
-    order = Order.from_list(change.order)
+    order = change.order
     new_path = None if change.deleted else git_path(change.key, change.issue_id)
     old_paths = {p for p in (record.path if record else None, _path_of(change.previous_key, change.issue_id)) if p}
     writes: dict[str, bytes | None] = {p: None for p in old_paths if p != new_path}
@@ -260,7 +260,7 @@ def commit_message(change: Change) -> str:
         lines.append(f"{c['field']}: {_show(c.get('from'))} -> {_show(c.get('to'))}")
     if change.changes:
         lines.append("")
-    order = Order.from_list(change.order)
+    order = change.order
     lines += [
         f"Jira-Event-Id: {change.event_id}",
         f"Jira-Event: {change.event_name}",

@@ -231,7 +231,7 @@ def test_advancing_changes_go_to_the_commits_group_and_older_events_send_nothing
         assert change.deleted is False
         assert change.document is not None and change.document["key"] == "OPS-17"
     assert changes[0].event_name == "jira:issue_created"
-    assert changes[1].order[:2] == [1764000200789, 10790]
+    assert (changes[1].order.time_ms, changes[1].order.changelog_id) == (1764000200789, 10790)
     assert changes[1].snapshot_key == snapshot_key("10042", 1764000200789, "s-assignee")
 
     # When an older event of the same issue arrives late (a delayed delivery)
