@@ -300,15 +300,15 @@ def _job(pipe: Any, fake: TimedFakeJira, meter: Meter) -> dict[str, Any]:
 
     calls_at_start = meter.snapshot()
     started = time.perf_counter()
-    services.queues().send_sync({"job_id": job["job_id"], "step": 0})
+    services.queues().send_sync({"job_id": job.job_id, "step": 0})
     steps, deadline = 0, time.monotonic() + _JOB_LIMIT_S
     while True:
         steps += _poll(pipe.reconciler, "reconcile", spent)
-        record = jobs.load(store, job["job_id"])
-        if record is not None and record["phase"] == "done":
+        record = jobs.load(store, job.job_id)
+        if record is not None and record.phase == "done":
             break
         if time.monotonic() > deadline:
-            raise RuntimeError(f"reconcile job {job['job_id']} had not ended after {_JOB_LIMIT_S} s: {record}")
+            raise RuntimeError(f"reconcile job {job.job_id} had not ended after {_JOB_LIMIT_S} s: {record}")
     reconciled = time.perf_counter()
     calls_at_done = meter.snapshot()
     jira = fake.requests[seen:]
@@ -327,16 +327,16 @@ def _job(pipe: Any, fake: TimedFakeJira, meter: Meter) -> dict[str, Any]:
     drain_calls = Meter.since(calls_at_done, meter.snapshot())
 
     reconcile_s, end_to_end_s = reconciled - started, finished - started
-    fed, scanned = int(record["changes_fed"]), int(record["issues_scanned"])
+    fed, scanned = record.changes_fed, record.issues_scanned
     return {
-        "state": record["state"],
-        "errors": record["errors"],
+        "state": record.state,
+        "errors": [asdict(error) for error in record.errors],
         "steps": steps,
-        "pages_scanned": record["pages_scanned"],
+        "pages_scanned": record.pages_scanned,
         "issues_scanned": scanned,
-        "issues_changed": record["issues_changed"],
+        "issues_changed": record.issues_changed,
         "changes_fed": fed,
-        "deletes_found": record["deletes_found"],
+        "deletes_found": record.deletes_found,
         "reconcile_s": reconcile_s,
         "fake_jira_serving_s": fake.serving_s - serving,
         # Of reconcile_s: what neither Jira (client side, incl. the fake's answering) nor the backend took.

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.reconcile.reconciler import SEARCH_PAGE
+from pipeline.reconcile.phases import SEARCH_PAGE
 
 
 def machine() -> dict[str, Any]:

@@ -93,13 +93,13 @@ class Pipeline:
                 services.queues().ring()  # what the deployed schedule does for changes no bell announced
         raise AssertionError("queues did not drain")
 
-    def sync(self, project: str | None = None, since_ms: int | None = None) -> dict[str, Any]:
-        """Start a reconcile job as POST /api/v1/sync does, run everything to the end, return the job record."""
+    def sync(self, project: str | None = None, since_ms: int | None = None) -> jobs.JobRecord:
+        """Start a reconcile job as POST /api/v1/sync does, run everything to the end, return the stored record."""
         now = int(time.time() * 1000)
         job = jobs.create(services.store(), jobs.new_job(jobs.new_job_id(now), "api", project, since_ms, now))
-        services.queues().send_sync({"job_id": job["job_id"], "step": 0})
+        services.queues().send_sync({"job_id": job.job_id, "step": 0})
         self.drain()
-        found = jobs.load(services.store(), job["job_id"])
+        found = jobs.load(services.store(), job.job_id)
         assert found is not None
         return found
 

@@ -19,8 +19,11 @@ from pipeline.intake import enqueue_many
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
 from pipeline.reconcile import jobs
+from pipeline.reconcile.feed import Outgoing
 from pipeline.reconcile.jira import JiraClient
-from pipeline.reconcile.reconciler import SEARCH_PAGE, Outgoing, Reconciler, scheduled_run_due
+from pipeline.reconcile.jobs import JobRecord
+from pipeline.reconcile.phases import SEARCH_PAGE
+from pipeline.reconcile.reconciler import Reconciler, scheduled_run_due
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import git_path, issue_document
 from pipeline.store import pending_key
@@ -106,8 +109,8 @@ def test_dropped_webhooks_are_recovered_and_a_second_run_adds_nothing(synced: Pi
     job = synced.sync()
 
     # Then S3, history and git hold Jira's state and every changelog entry
-    assert job["state"] == "succeeded", job
-    assert job["changes_fed"] == len(dropped)
+    assert job.state == "succeeded", job
+    assert job.changes_fed == len(dropped)
     assert_matches_jira(synced, model)
     for issue in model.visible_issues():
         mine = [h for h in hooks if h.issue_id == issue.id]
@@ -124,7 +127,7 @@ def test_dropped_webhooks_are_recovered_and_a_second_run_adds_nothing(synced: Pi
     # And a second run finds nothing to do
     snapshots, commits = synced.keys("snapshots/"), len(synced.commits())
     again = synced.sync()
-    assert again["state"] == "succeeded" and again["changes_fed"] == 0, again
+    assert again.state == "succeeded" and again.changes_fed == 0, again
     assert synced.keys("snapshots/") == snapshots
     assert len(synced.commits()) == commits
 
@@ -145,8 +148,8 @@ def test_an_instance_seen_first_by_reconcile_gets_one_commit_per_changelog_entry
 ) -> None:
     job = synced.sync()
 
-    assert job["state"] == "succeeded", job
-    assert job["issues_scanned"] == len(model.issues)
+    assert job.state == "succeeded", job
+    assert job.issues_scanned == len(model.issues)
     assert_matches_jira(synced, model)
     # One search page brought every document, one bulk read every changelog: no issue was read alone
     counts = fake.counts()
@@ -170,16 +173,16 @@ def test_deleted_and_hidden_issues_are_told_apart(synced: Pipeline, model: JiraM
 
     job = synced.sync()
 
-    assert job["deletes_found"] == 1
-    assert [item["id"] for item in job["deleted"]] == [gone]
-    assert [item["id"] for item in job["not_visible"]] == [hidden]
+    assert job.deletes_found == 1
+    assert [item.id for item in job.deleted] == [gone]
+    assert [item.id for item in job.not_visible] == [hidden]
     assert synced.latest(gone)["deleted"] is True
     assert synced.git_file(git_path(gone_key, gone)) is None
     hidden_state = synced.latest(hidden)
     assert hidden_state is not None and not hidden_state["deleted"]
     assert synced.git_file(git_path(model.issues[hidden].key, hidden)) is not None
     # A second run records no second deletion
-    assert synced.sync()["deletes_found"] == 0
+    assert synced.sync().deletes_found == 0
 
 
 def test_rate_limits_are_waited_out_and_other_refusals_are_reported(
@@ -196,13 +199,13 @@ def test_rate_limits_are_waited_out_and_other_refusals_are_reported(
     job = synced.sync()
 
     assert [r.status for r in fake.requests if r.path == "/rest/api/2/search/jql"][:3] == [429, 429, 200]
-    assert job["state"] == "finished_with_errors", job
-    assert [(e["issue_id"], e["status"]) for e in job["errors"]] == [(broken, 400)]
+    assert job.state == "finished_with_errors", job
+    assert [(e.issue_id, e.status) for e in job.errors] == [(broken, 400)]
     assert synced.latest(broken) is None
     assert synced.keys(pending_key(broken))  # kept for the next run
 
     # The next run picks it up
-    assert synced.sync()["state"] == "succeeded"
+    assert synced.sync().state == "succeeded"
     assert_matches_jira(synced, model)
 
 
@@ -219,7 +222,7 @@ def test_a_webhook_too_big_to_accept_is_captured_by_the_next_reconcile(synced: P
     # Reconcile scoped to another project still takes the pending issue
     other = next(p for p in model.projects if p != model.issues[issue_id].project)
     job = synced.sync(project=other)
-    assert job["state"] == "succeeded", job
+    assert job.state == "succeeded", job
     assert synced.latest(issue_id) is not None
     assert not synced.keys(pending_key(issue_id))
 
@@ -230,8 +233,8 @@ def test_without_credentials_a_job_fails_with_a_clear_message(
     monkeypatch.delenv("JSYNC_JIRA_TOKEN")
     services.reset()
     job = Pipeline(synced.settings).sync()
-    assert job["state"] == "failed"
-    assert "token" in job["message"] and "JSYNC_JIRA_TOKEN" in job["message"]
+    assert job.state == "failed"
+    assert "token" in job.message and "JSYNC_JIRA_TOKEN" in job.message
 
 
 def test_wrong_credentials_fail_the_job_without_leaking_the_token(
@@ -240,8 +243,8 @@ def test_wrong_credentials_fail_the_job_without_leaking_the_token(
     monkeypatch.setenv("JSYNC_JIRA_TOKEN", "not-the-token-xyz")
     services.reset()
     job = Pipeline(synced.settings).sync()
-    assert job["state"] == "failed"
-    assert "401" in job["message"] and "not-the-token-xyz" not in json.dumps(job)
+    assert job.state == "failed"
+    assert "401" in job.message and "not-the-token-xyz" not in json.dumps(job.to_json())
 
 
 def test_a_scheduled_run_is_due_a_day_after_the_last_full_run_and_never_before_a_first(
@@ -250,7 +253,7 @@ def test_a_scheduled_run_is_due_a_day_after_the_last_full_run_and_never_before_a
     store = services.store()
     assert not scheduled_run_due(store, 24, now_ms=10**13)  # nothing ever ran: a backfill is started on purpose
     job = synced.sync()
-    started = jobs.load(store, job["job_id"])["resume"]["started_ms"]
+    started = job.resume.started_ms
     assert not scheduled_run_due(store, 24, started + 23 * 3_600_000)
     assert scheduled_run_due(store, 24, started + 24 * 3_600_000)
     assert not scheduled_run_due(store, 0, started + 10**9)  # 0: on demand only
@@ -268,7 +271,7 @@ def test_an_issue_moved_out_of_a_project_is_fed_once_not_again_by_that_projects_
 
     job = synced.sync()
 
-    assert (job["state"], job["changes_fed"], job["issues_changed"]) == ("succeeded", 1, 1), job
+    assert (job.state, job.changes_fed, job.issues_changed) == ("succeeded", 1, 1), job
     assert_matches_jira(synced, model)
 
 
@@ -276,12 +279,12 @@ def test_a_scheduled_message_names_its_job_by_the_schedules_time_so_a_redelivery
     services.queues().send_sync({"scheduled": True, "time": "2026-11-25T03:00:00Z"})
     synced.drain()
     job = jobs.load(services.store(), "scheduled-20261125T030000Z")
-    assert job is not None and job["trigger"] == "schedule" and job["state"] == "succeeded", job
+    assert job is not None and job.trigger == "schedule" and job.state == "succeeded", job
     # The same schedule message again (redriven from the DLQ, past SQS's dedup window) starts nothing new
     services.queues().send_sync({"scheduled": True, "time": "2026-11-25T03:00:00Z", "redriven": 1})
     synced.drain()
     assert [k for k in synced.keys("sync/jobs/")] == ["sync/jobs/scheduled-20261125T030000Z.json"]
-    assert jobs.load(services.store(), "scheduled-20261125T030000Z")["updated_at"] == job["updated_at"]
+    assert jobs.load(services.store(), "scheduled-20261125T030000Z").updated_at == job.updated_at
 
 
 _JIRA_TIME = re.compile(rb'"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[^"]*)"')
@@ -304,8 +307,8 @@ def test_rest_rendering_times_in_the_sites_zone_adds_no_phantom_change(synced: P
 
     # Then it feeds exactly the lost changelog entries, and nothing for a state it already holds
     lost = [h for h in model.webhooks() if h.identifier not in delivered]
-    assert job["state"] == "succeeded", job
-    assert job["changes_fed"] == len(lost), job
+    assert job.state == "succeeded", job
+    assert job.changes_fed == len(lost), job
     for issue in issues:
         history = synced_history(synced, issue.id)
         assert len(history) == len(issue.histories) + 1, (issue.key, [h["event"] for h in history])
@@ -336,7 +339,7 @@ def test_rest_rendering_times_in_the_sites_zone_adds_no_phantom_change(synced: P
     # And a second reconcile finds nothing to do
     commits = len(synced.commits())
     again = synced.sync()
-    assert again["state"] == "succeeded" and again["changes_fed"] == 0, again
+    assert again.state == "succeeded" and again.changes_fed == 0, again
     assert len(synced.commits()) == commits
 
 
@@ -362,7 +365,7 @@ def test_issues_are_read_alone_exactly_when_the_search_page_cut_their_comments(
     job = synced.sync()
 
     # Then only the issues whose comments were cut are read alone, and their changelogs read again after them
-    assert job["state"] == "succeeded", job
+    assert job.state == "succeeded", job
     alone = sorted(i for i, n in commented.items() if cut is not None and n > cut)
     reads = [r.path.rsplit("/", 1)[-1] for r in fake.requests if r.method == "GET" and "/issue/" in r.path]
     assert sorted(reads) == alone
@@ -399,9 +402,9 @@ def test_a_backfill_of_a_big_site_costs_a_tenth_of_a_request_an_issue_and_feeds_
         )
         save = jobs.save
 
-        def saved(store: Any, job: dict[str, Any]) -> None:
+        def saved(store: Any, job: JobRecord) -> None:
             # Progress is recorded only once what was fed up to there is on the queue
-            assert not reconciler._outbox, "progress saved before its events were sent"
+            assert not reconciler.feed.outbox, "progress saved before its events were sent"
             saves.append(sum(len(batch) for batch in sent))
             save(store, job)
 
@@ -411,7 +414,7 @@ def test_a_backfill_of_a_big_site_costs_a_tenth_of_a_request_an_issue_and_feeds_
         counts = fake.counts()
 
     # When it is backfilled, it costs a search page and a bulk changelog read per 50 issues, plus a few
-    assert job["state"] == "succeeded", job
+    assert job.state == "succeeded", job
     pages = -(-len(ids) // SEARCH_PAGE)
     assert counts[SEARCH] == pages and counts[BULK] == pages + 1, counts  # + the cut issue's changelog, read again
     assert counts[GET_ISSUE] == 1, counts  # the cut issue alone
@@ -423,7 +426,7 @@ def test_a_backfill_of_a_big_site_costs_a_tenth_of_a_request_an_issue_and_feeds_
         # (A refresh, `rc-<id>-u<updated>-<digest>`, follows an issue's last entry when a comment came after it.)
         mine = [e for e in fed if e.startswith(f"rc-{issue.id}-") and not e.split("-", 2)[2].startswith("u")]
         assert mine == [f"rc-{issue.id}-{key}" for key in ("created", *(h.id for h in issue.histories))], issue.key
-    assert job["changes_fed"] == len(fed)
+    assert job.changes_fed == len(fed)
     # Sent a page at a time (or OUTBOX_LIMIT at a time), not an event at a time
     assert len(sent) <= pages + len(fed) // 100 + 1 and all(sent)
     assert saves == sorted(saves) and saves[-1] == len(fed)

@@ -99,7 +99,7 @@ def run(endpoint: str, seed: int, chosen: list[int] | None) -> dict[str, Any]:
         pipeline.drain()
         if chosen is not None:
             job = pipeline.sync()
-            assert job["state"] == "succeeded", job
+            assert job.state == "succeeded", job
         found = content(pipeline)
         services.reset()
         return found

@@ -22,8 +22,10 @@ from pipeline.backends import Outgoing
 from pipeline.messages import QueuedEvent
 from pipeline.queues import Queues
 from pipeline.reconcile import jobs
+from pipeline.reconcile.feed import Feed
+from pipeline.reconcile.issues import Issues
 from pipeline.reconcile.jira import JiraClient
-from pipeline.reconcile.reconciler import Reconciler
+from pipeline.reconcile.jobs import JobRecord
 from pipeline.store import changelog_marker_key, pending_key
 from tests.environments import fresh_environment
 from tests.fakejira import FakeJira, JiraModel
@@ -104,7 +106,7 @@ def prepare(run: Run) -> None:
     model.hide(ids[2])
 
 
-def outcome(run: Run, job: dict[str, Any]) -> dict[str, Any]:
+def outcome(run: Run, job: JobRecord) -> dict[str, Any]:
     """S3 and git without capture bookkeeping, git commits per issue, and the job's counts.
 
     A deletion is dated when reconcile found it, so its time is left out.
@@ -118,13 +120,14 @@ def outcome(run: Run, job: dict[str, Any]) -> dict[str, Any]:
         for item in items:
             if item[0] == "jira:issue_deleted":
                 item[1] = None
+    stored = job.to_json()
     commits: dict[str, list[tuple[str | None, ...]]] = {}
     for commit in reversed(run.pipeline.commits()):
         t = commit.trailers
         commits.setdefault(t.get("Jira-Issue-Id", ""), []).append(
             (t.get("Jira-Event"), t.get("Jira-Changelog-Id"), t.get("Jira-Event-Id"), commit.author)
         )
-    return {"content": found, "commits": commits, "job": {k: job.get(k) for k in _PUBLIC_COUNTS}}
+    return {"content": found, "commits": commits, "job": {k: stored[k] for k in _PUBLIC_COUNTS}}
 
 
 _baseline: dict[str, Any] = {}
@@ -138,12 +141,12 @@ def baseline(endpoint: str, root: Path) -> dict[str, Any]:
             lacking = {i.id: missing_entries(run, i.id) for i in run.model.visible_issues()}
             steps = record_steps(run)
             job = run.pipeline.sync()
-            assert job["state"] == "succeeded", job
+            assert job.state == "succeeded", job
             # Each change JSync lacked is fed and counted once, though the pending issue is also in the search
-            assert job["changes_fed"] == sum(lacking.values()), (job, lacking)
-            assert job["issues_changed"] == sum(1 for n in lacking.values() if n)
+            assert job.changes_fed == sum(lacking.values()), (job, lacking)
+            assert job.issues_changed == sum(1 for n in lacking.values() if n)
             assert [s["step"] for s in steps] == [0], "the baseline must run in one step"
-            assert job["pages_scanned"] >= 3 and job["deletes_found"] == 1 and len(job["not_visible"]) == 1
+            assert job.pages_scanned >= 3 and job.deletes_found == 1 and len(job.not_visible) == 1
             _baseline.update(outcome(run, job))
     return _baseline
 
@@ -214,10 +217,10 @@ def test_a_job_cut_to_one_unit_per_step_ends_exactly_as_one_uninterrupted_step(
         job = run.pipeline.sync()
         got = outcome(run, job)
 
-    assert job["state"] == "succeeded", job
+    assert job.state == "succeeded", job
     # Every unit of work was its own step, each continued by the message the one before queued
     assert [s["step"] for s in steps] == list(range(len(steps)))
-    assert len(steps) > job["pages_scanned"] + 2
+    assert len(steps) > job.pages_scanned + 2
     assert got["job"] == expected["job"], json.dumps([got["job"], expected["job"]])
     assert got == expected
 
@@ -249,20 +252,20 @@ def die_once(mp: pytest.MonkeyPatch, where: str) -> list[str]:
     mid-page (the page's events sent two at a time), after a whole search page's events are sent, or after the send
     that carries a deletion. Returns the event id sent last before dying."""
     died: list[str] = []
-    page: dict[str, str] = {}  # "reading" inside _reconcile_page, "read" after it (its events go with the next save)
-    reconcile_page, flush = Reconciler._reconcile_page, Reconciler._flush
+    page: dict[str, str] = {}  # "reading" inside Issues.page, "read" after it (its events go with the next save)
+    reconcile_page, flush = Issues.page, Feed.flush
     if where == "mid-page":
-        mp.setattr("pipeline.reconcile.reconciler.OUTBOX_LIMIT", 2)
+        mp.setattr("pipeline.reconcile.feed.OUTBOX_LIMIT", 2)
 
-    def on_page(self: Reconciler, job: dict[str, Any], issues: list[dict[str, Any]]) -> None:
+    def on_page(self: Issues, job: JobRecord, issues: list[dict[str, Any]]) -> None:
         page["state"] = "reading"
         try:
             reconcile_page(self, job, issues)
         finally:
             page["state"] = "read"
 
-    def on_flush(self: Reconciler) -> None:
-        outgoing = [queued for queued, _ in self._outbox]
+    def on_flush(self: Feed) -> None:
+        outgoing = [queued for queued, _ in self.outbox]
         flush(self)
         if died or not outgoing:
             return
@@ -276,8 +279,8 @@ def die_once(mp: pytest.MonkeyPatch, where: str) -> list[str]:
             died.append(outgoing[-1].event_id)
             raise MemoryError("Runtime exited: the step dies here")
 
-    mp.setattr(Reconciler, "_reconcile_page", on_page)
-    mp.setattr(Reconciler, "_flush", on_flush)
+    mp.setattr(Issues, "page", on_page)
+    mp.setattr(Feed, "flush", on_flush)
     return died
 
 
@@ -289,7 +292,7 @@ def test_a_rate_limit_longer_than_the_client_waits_ends_the_step_and_the_job_res
         prepare(run)
         run.fake.inject(429, times=1, retry_after=121, path="/rest/api/2/search/jql")  # the client waits 120 s at most
         hidden_for = spy_visibility(run)
-        seen: list[dict[str, Any]] = []
+        seen: list[JobRecord] = []
         run.use(lambda handler: after_each_step(handler, seen))
         job = run.pipeline.sync()
         got = outcome(run, job)
@@ -297,10 +300,10 @@ def test_a_rate_limit_longer_than_the_client_waits_ends_the_step_and_the_job_res
     # The step ended at once, asked SQS to bring the message back when Jira said, and said why meanwhile
     assert [r.status for r in run.fake.requests if r.path == "/rest/api/2/search/jql"][:2] == [429, 200]
     assert 121 in hidden_for
-    assert [j["state"] for j in seen][:2] == ["running", "succeeded"]
-    assert "rate limiting" in (seen[0]["message"] or "")
+    assert [j.state for j in seen][:2] == ["running", "succeeded"]
+    assert "rate limiting" in (seen[0].message or "")
     # And the job ended as if nothing had happened, the message gone with the wait
-    assert job["message"] is None
+    assert job.message is None
     assert got["job"] == expected["job"], json.dumps([got["job"], expected["job"]])
     assert got == expected
 
@@ -321,7 +324,7 @@ def spy_visibility(run: Run) -> list[int]:
     return asked
 
 
-def after_each_step(handler: Handler, seen: list[dict[str, Any]]) -> Handler:
+def after_each_step(handler: Handler, seen: list[JobRecord]) -> Handler:
     def run(event: dict[str, Any], context: Any) -> dict[str, Any]:
         answer = handler(event, context)
         job_id = json.loads(event["Records"][0]["body"])["job_id"]
@@ -355,7 +358,7 @@ def test_a_continuation_that_could_not_be_queued_is_queued_by_the_retry(moto_end
         got = outcome(run, job)
 
     assert failed
-    assert job["state"] == "succeeded", job  # not `running` forever with no message left to carry it on
+    assert job.state == "succeeded", job  # not `running` forever with no message left to carry it on
     assert got["job"] == expected["job"], json.dumps([got["job"], expected["job"]])
     assert got == expected
 
@@ -382,9 +385,9 @@ def test_a_census_with_many_vanished_issues_finishes_within_steps_that_lambda_ki
         kill_after_jira_requests(run, limit=10)
         job = run.pipeline.sync()
 
-        assert job["state"] == "succeeded", job
-        assert sorted(item["id"] for item in job["deleted"]) == gone and job["deletes_found"] == len(gone)
-        assert sorted(item["id"] for item in job["not_visible"]) == hidden
+        assert job.state == "succeeded", job
+        assert sorted(item.id for item in job.deleted) == gone and job.deletes_found == len(gone)
+        assert sorted(item.id for item in job.not_visible) == hidden
         for issue_id in gone:
             state = run.pipeline.latest(issue_id)
             assert state is not None and state["deleted"], issue_id
@@ -465,7 +468,7 @@ def test_a_change_captured_while_reconcile_reads_the_issue_is_never_undone(
         )
         job = run.pipeline.sync()
 
-        assert raced and job["state"] == "succeeded", job
+        assert raced and job.state == "succeeded", job
         # latest/ and git hold the newer change, not the document reconcile read before it
         assert_matches_jira(run.pipeline, run.model)
 
@@ -486,7 +489,7 @@ def test_a_webhook_mid_capture_when_reconcile_looks_adds_no_change_of_its_own(
 
         job = run.pipeline.sync()
 
-        assert job["state"] == "succeeded" and job["changes_fed"] == 0, job
+        assert job.state == "succeeded" and job.changes_fed == 0, job
         issue = run.model.issues[target]
         assert len(run.pipeline.keys(f"snapshots/{target}/")) == 1 + len(issue.histories)
         assert entries(run.pipeline, target) == ["created", *(h.id for h in issue.histories)]
@@ -505,8 +508,8 @@ def test_every_refused_pending_issue_stays_pending_once_the_error_list_is_full(
 
         job = run.pipeline.sync(since_ms=4_102_444_800_000)  # 2100: the search finds nothing, only pending is read
 
-        assert job["state"] == "finished_with_errors", job
-        assert len(job["errors"]) == 1 and job["errors_omitted"] == 1
+        assert job.state == "finished_with_errors", job
+        assert len(job.errors) == 1 and job.errors_omitted == 1
         for issue_id in refused:
             assert run.pipeline.keys(pending_key(issue_id)), f"{issue_id} was dropped from pending"
 
@@ -514,11 +517,11 @@ def test_every_refused_pending_issue_stays_pending_once_the_error_list_is_full(
 def test_a_late_copy_of_a_finished_jobs_message_leaves_the_job_as_it_ended(moto_endpoint: str, tmp_path: Path) -> None:
     with environment(moto_endpoint, tmp_path / "late-copy", small_model()) as run:
         job = run.pipeline.sync()
-        assert job["state"] == "succeeded"
+        assert job.state == "succeeded"
         run.mp.delenv("JSYNC_JIRA_TOKEN")
         services.reset()
         # The step's message comes back (its deletion failed) after the credentials were taken away
-        record = {"messageId": "m-1", "body": json.dumps({"job_id": job["job_id"], "step": job["step"]})}
+        record = {"messageId": "m-1", "body": json.dumps({"job_id": job.job_id, "step": job.step})}
         assert reconcile_function.lambda_handler({"Records": [record]}, None) == {"batchItemFailures": []}
-        again = jobs.load(services.store(), job["job_id"])
+        again = jobs.load(services.store(), job.job_id)
         assert again == job

@@ -16,6 +16,7 @@ from pipeline.errors import JSyncError
 from pipeline.ids import JOB_ID
 from pipeline.reconcile import jobs
 from pipeline.reconcile.jira import project_clause
+from pipeline.reconcile.jobs import JobRecord
 from pipeline.settings import get_settings
 
 router = APIRouter(prefix="/sync", tags=["sync"])
@@ -53,13 +54,13 @@ async def get_sync(job_id: JobId) -> Any:
     return jobs.public(job)
 
 
-def _enqueue(job: dict[str, Any]) -> dict[str, str]:
+def _enqueue(job: JobRecord) -> dict[str, str]:
     try:
         jobs.create(services.store(), job)
-        services.queues().send_sync({"job_id": job["job_id"], "step": 0})
+        services.queues().send_sync({"job_id": job.job_id, "step": 0})
     except UNAVAILABLE:
         raise JSyncError(503, "queue_unavailable", "The reconcile job could not be queued; try again.") from None
-    return {"job_id": job["job_id"], "state": job["state"]}
+    return {"job_id": job.job_id, "state": job.state}
 
 
 def _project(value: str | None) -> str | None:

@@ -10,14 +10,22 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pipeline.store import Store, job_key
 
 TERMINAL = frozenset({"succeeded", "finished_with_errors", "failed"})
 MAX_REPORTED = 200  # errors, deletions and hidden issues listed by name in a job; `*_omitted` counts the rest
 
+_Item = TypeVar("_Item")
 
+
+@overload
+def iso(ms: int) -> str: ...
+@overload
+def iso(ms: None) -> None: ...
+@overload
+def iso(ms: int | None) -> str | None: ...
 def iso(ms: int | None) -> str | None:
     if ms is None:
         return None
@@ -99,40 +107,111 @@ class JobView:
 
 
 @dataclass
+class Resume:
+    """How far a job got, for the step that carries it on: stored as the record's `resume`."""
+
+    started_ms: int | None = None
+    """When the job started: the cursor a success leaves, and the date of a deletion it finds."""
+    bound_ms: int = 0
+    """The search's lower bound (epoch ms), fixed when the job starts."""
+    jql: str = ""
+    """The search, fixed when the job starts."""
+    token: str | None = None
+    """The next search page's token (valid for days); None for the first page, and after the last."""
+    pending_after: str | None = None
+    """The last pending note read."""
+    pending_done: list[str] = field(default_factory=list)
+    """Pending issues already reconciled: the search skips them, their changes may not be captured yet."""
+    projects: list[str] | None = None
+    """The projects the census covers, fixed when it begins."""
+    project_index: int = 0
+    """Which of `projects` the census is at."""
+    vanished: list[str] | None = None
+    """Issues the census of the current project lacks, still to read; None until that census is taken."""
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Resume:
+        """A stored resume, whatever keys it holds: a job saves a key once it gets that far, so older ones lack some."""
+        return cls(**{name: data[name] for name in _RESUME_KEYS if data.get(name) is not None})
+
+    def to_json(self) -> dict[str, Any]:
+        # A key the job has not reached is left out, as jobs saved it before this class: a record means the same to
+        # the code before it. `token` is always there: None is the first page, or the search is over.
+        return {name: value for name, value in asdict(self).items() if value is not None or name == "token"}
+
+
+_RESUME_KEYS = tuple(f.name for f in fields(Resume))
+
+
+@dataclass
 class JobRecord(JobView):
     """The stored job: what readers see, and how far the work got, for the function that resumes it."""
 
     since_ms: int | None = None
     step: int = 0
-    resume: dict[str, Any] = field(default_factory=dict)
+    resume: Resume = field(default_factory=Resume)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JobRecord:
+        """A stored job; a field it was saved without (it did not exist then) takes its default."""
+        known: dict[str, Any] = {name: data[name] for name in _RECORD_KEYS if name in data}
+        known["deleted"] = [SyncIssue(**item) for item in known.get("deleted") or []]
+        known["not_visible"] = [SyncIssue(**item) for item in known.get("not_visible") or []]
+        known["errors"] = [SyncIssueError(**item) for item in known.get("errors") or []]
+        known["resume"] = Resume.from_json(known.get("resume") or {})
+        return cls(**known)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "resume": self.resume.to_json()}
+
+    def report_deleted(self, issue: SyncIssue) -> None:
+        """Count a deletion once: one job can find it twice (pending, then census) before the writer captures it."""
+        if any(item.id == issue.id for item in self.deleted):
+            return
+        self.deletes_found += 1
+        self.deleted_omitted += _listed(self.deleted, issue)
+
+    def report_not_visible(self, issue: SyncIssue) -> None:
+        if not any(item.id == issue.id for item in self.not_visible):
+            self.not_visible_omitted += _listed(self.not_visible, issue)
+
+    def report_error(self, error: SyncIssueError) -> None:
+        self.errors_omitted += _listed(self.errors, error)
 
 
+_RECORD_KEYS = tuple(f.name for f in fields(JobRecord))
 _PUBLIC = tuple(f.name for f in fields(JobView))
 
 
-def new_job(job_id: str, trigger: str, project: str | None, since_ms: int | None, now_ms: int) -> dict[str, Any]:
-    now = iso(now_ms) or ""
-    record = JobRecord(job_id, "queued", trigger, project, iso(since_ms), "queued", now, now, since_ms=since_ms)
-    return asdict(record)
+def _listed(items: list[_Item], item: _Item) -> int:
+    """List the item while there is room (0); past MAX_REPORTED count it instead (1), so a record stays small."""
+    if len(items) < MAX_REPORTED:
+        items.append(item)
+        return 0
+    return 1
 
 
-def create(store: Store, job: dict[str, Any]) -> dict[str, Any]:
+def new_job(job_id: str, trigger: str, project: str | None, since_ms: int | None, now_ms: int) -> JobRecord:
+    now = iso(now_ms)
+    return JobRecord(job_id, "queued", trigger, project, iso(since_ms), "queued", now, now, since_ms=since_ms)
+
+
+def create(store: Store, job: JobRecord) -> JobRecord:
     """Record a new job; an existing record of the same id (a redelivered schedule message) is kept as it is."""
-    return store.claim(job_key(job["job_id"]), job)
+    return JobRecord.from_json(store.claim(job_key(job.job_id), job.to_json()))
 
 
-def load(store: Store, job_id: str) -> dict[str, Any] | None:
+def load(store: Store, job_id: str) -> JobRecord | None:
     found = store.read_json(job_key(job_id))
-    return found.data if found else None
+    return JobRecord.from_json(found.data) if found else None
 
 
-def save(store: Store, job: dict[str, Any]) -> None:
+def save(store: Store, job: JobRecord) -> None:
     # A `running` job whose updated_at stops moving is stuck (its step dead-lettered): readers can tell.
-    job["updated_at"] = iso(int(time.time() * 1000))
-    store.put_json(job_key(job["job_id"]), job)
+    job.updated_at = iso(int(time.time() * 1000))
+    store.put_json(job_key(job.job_id), job.to_json())
 
 
-def public(job: dict[str, Any]) -> dict[str, Any]:
-    """What readers see: the record without its resume bookkeeping (a record saved before a field existed lacks it:
-    the API's model gives its default)."""
-    return {name: job[name] for name in _PUBLIC if name in job}
+def public(job: JobRecord) -> JobView:
+    """What readers see: the record without its resume bookkeeping."""
+    return JobView(**{name: getattr(job, name) for name in _PUBLIC})

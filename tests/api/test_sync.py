@@ -15,6 +15,7 @@ from api.models import SyncJob
 from local.stack import LocalStack
 from pipeline import services
 from pipeline.reconcile import jobs
+from pipeline.reconcile.jobs import Resume, SyncIssueError
 from pipeline.snapshot import issue_document
 from tests.api.test_http import assert_error
 from tests.environments import stack_env
@@ -121,21 +122,16 @@ def test_a_job_that_lists_only_some_of_its_issues_says_how_many_it_left_out(
 ) -> None:
     # Given a finished job whose lists were cut at their limit, as reconcile records it
     job = jobs.new_job("sync-20990101T000000Z-0000abcd", "api", None, None, int(time.time() * 1000))
-    job.update(
-        state="finished_with_errors",
-        phase="done",
-        errors=[{"issue_id": "10001", "status": 500, "message": "Jira answered 500"}],
-        errors_omitted=7,
-        deleted_omitted=2,
-        not_visible_omitted=3,
-        resume={"phase": "done"},
-    )
+    job.state, job.phase = "finished_with_errors", "done"
+    job.errors = [SyncIssueError("10001", 500, "Jira answered 500")]
+    job.errors_omitted, job.deleted_omitted, job.not_visible_omitted = 7, 2, 3
+    job.resume = Resume(started_ms=1, token="page-2")
     jobs.save(services.store(), job)
 
     # When a reader asks for it over HTTP
-    body = api.get(f"/sync/{job['job_id']}").json()
+    body = api.get(f"/sync/{job.job_id}").json()
 
     # Then the counts of what was left out reach the reader, and the resume bookkeeping does not
     assert (body["errors_omitted"], body["deleted_omitted"], body["not_visible_omitted"]) == (7, 2, 3)
-    assert body["errors"] == job["errors"]
+    assert body["errors"] == [{"issue_id": "10001", "status": 500, "message": "Jira answered 500"}]
     assert not {"resume", "step", "since_ms"} & set(body)

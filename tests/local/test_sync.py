@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ JOB = "sync-20261125T101500Z-1a2b3c4d"
 
 def job(**fields: Any) -> dict[str, Any]:
     """A job as GET /api/v1/sync/{id} shows it: the record the API really serves, then the fields given."""
-    base = jobs.public(jobs.new_job(JOB, "api", "OPS", None, 1_764_065_700_000))
+    base = asdict(jobs.public(jobs.new_job(JOB, "api", "OPS", None, 1_764_065_700_000)))
     base.update(state="running", phase="search", started_at="2026-11-25T10:15:01.000Z")
     return {**base, **fields}
 

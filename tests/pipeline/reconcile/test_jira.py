@@ -30,8 +30,8 @@ from pipeline.reconcile.jira import (
     lookback_bound,
     updated_since_clause,
 )
-from tests.fakejira import EMAIL, START_MS, TOKEN, FakeJira, JiraModel, iso
 from tests.builders import fixture_json
+from tests.fakejira import EMAIL, START_MS, TOKEN, FakeJira, JiraModel, iso
 
 SEARCH = "/rest/api/3/search/jql"
 BULK = "/rest/api/3/changelog/bulkfetch"
