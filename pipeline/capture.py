@@ -1,4 +1,8 @@
-"""The writer's job: a queued webhook -> raw copy, snapshot and latest state in S3, then a change for git."""
+"""The writer's job: a queued webhook -> raw copy, snapshot and latest state in S3, then a change for git.
+
+Each attempt reads what the store holds (`_read`), decides what must be written (`decide`, a pure function, tested
+without storage) and writes it (`_write`, the only place a capture changes the store); a conditional write of
+latest/ that lost its race starts the attempt again."""
 
 from __future__ import annotations
 
@@ -123,57 +127,156 @@ def _capture_event(
 ) -> Captured:
     if event.issue_id is None:
         return Captured(queued.event_id, None, None, advanced=False)
-
     issue_id = event.issue_id
-    entry = _entry(event)
-    order = order_of(event, queued.event_id)
     snap_key = snapshot_key(issue_id, event.timestamp_ms, queued.event_id)
+    # Read, decide, write; a conditional write that lost its race starts again from a fresh read.
     for _ in range(_CAS_ATTEMPTS):
-        current = store.latest(issue_id)
-        state = current.data if current else None
-        entries = _entries(store, issue_id, state)
-        if _captured_elsewhere(store, issue_id, entries, entry, queued.event_id):
-            if current is not None and store.exists(snap_key):
-                # Ours from an attempt before the entry went to the other event: a snapshot, not a version.
-                try:
-                    _stay_below(store, issue_id, current, entries, queued.event_id, leave_out=True)
-                except StoreConflict:
-                    continue
+        seen = _read(store, issue_id, _entry(event), queued.event_id, snap_key)
+        decision = decide(event, queued, seen, now_ms())
+        try:
+            return _write(decision, seen.current, event, queued, store, send_change, snap_key)
+        except StoreConflict:
+            continue
+    raise StoreConflict(latest_key(issue_id))
+
+
+# --- reading: what the decision needs from the store ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What the store holds for the event's issue, read before deciding."""
+
+    current: Versioned | None  # latest/, with the ETag its conditional write must match
+    entries: dict[str, str]  # changelog entries claimed: entry -> short id of the event that claimed it
+    claimed_elsewhere: bool  # this event's entry is another event's (a webhook that reconcile fed first, or back)
+    snapshot_stored: bool  # this event's snapshot exists (read only when the entry is claimed elsewhere)
+
+
+def _read(store: Store, issue_id: str, entry: str | None, event_id: str, snap_key: str) -> Seen:
+    current = store.latest(issue_id)
+    entries = _entries(store, issue_id, current.data if current else None)
+    elsewhere = _captured_elsewhere(store, issue_id, entries, entry, event_id)
+    stored = elsewhere and current is not None and store.exists(snap_key)
+    return Seen(current, entries, elsewhere, stored)
+
+
+# --- deciding: a pure function of what was read and the event ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Nothing to write: no issue, or the change is captured under another event already."""
+
+
+@dataclass(frozen=True)
+class StayBelow:
+    """latest/ stays where it is: only its claims (and, with `snapshot`, this event's snapshot) are recorded.
+
+    `update` is latest/ with the claims and hidden versions recorded, or None when that changes nothing."""
+
+    update: dict[str, Any] | None
+    snapshot: dict[str, Any] | None  # written as a snapshot, not a version, when this event is older than latest/
+
+
+@dataclass(frozen=True)
+class Resend:
+    """latest/ is this event's already (an earlier attempt died after writing it): send its change again."""
+
+    state: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Advance:
+    """latest/ moves to this event: its snapshot first, then latest/ (built from the snapshot as stored)."""
+
+    snapshot: dict[str, Any]
+    order: Order
+    previous_doc: dict[str, Any] | None
+    prior: dict[str, Any] | None
+    entries: dict[str, str]
+
+    def state_from(self, snapshot: dict[str, Any], snap_key: str, event: WebhookEvent) -> dict[str, Any]:
+        return _latest_state(snapshot, snap_key, self.previous_doc, self.order, event, self.prior, self.entries)
+
+
+Decision = Skip | StayBelow | Resend | Advance
+
+
+def decide(event: WebhookEvent, queued: QueuedEvent, seen: Seen, now: int) -> Decision:
+    """What capturing `event` must write, given what the store holds: no storage is touched here."""
+    state = seen.current.data if seen.current else None
+    if seen.claimed_elsewhere:
+        if state is not None and seen.snapshot_stored:
+            # Ours from an attempt before the entry went to the other event: a snapshot, not a version.
+            return StayBelow(_below(state, seen.entries, queued.event_id, leave_out=True), None)
+        return Skip()
+    if state is not None and state["capture"]["event_id"] == queued.event_id:
+        # We wrote latest/ (and the snapshot before it) on an earlier attempt and may have died before the send
+        # or the indexes: do both again; each is idempotent, and the committer drops what it already holds.
+        return Resend(state)
+    claimed = _claim(seen.entries, _entry(event), queued.event_id)
+    previous_doc = _document(state)
+    snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now)
+    order = order_of(event, queued.event_id)
+    advancing = order if state is None else _advancing_order(state, event, order)
+    if advancing is None and state is not None:
+        # Older than latest/: its claim goes into latest/ before its snapshot, so a capture cut short still holds
+        # its entry. A second deletion stays out of the history, whose top is the first.
+        return StayBelow(_below(state, claimed, queued.event_id, event.event_name == _DELETED), snapshot)
+    return Advance(snapshot, advancing or order, previous_doc, state, claimed)
+
+
+def _below(state: dict[str, Any], entries: dict[str, str], event_id: str, leave_out: bool) -> dict[str, Any] | None:
+    """latest/ with `entries` claimed and, with `leave_out`, this event's snapshot hidden from the history; None if
+    that is what it holds already."""
+    updated = {**state, "entries": entries}
+    hidden = list(state.get("not_in_history") or [])
+    if leave_out and short_event_id(event_id) not in hidden:
+        updated["not_in_history"] = [*hidden, short_event_id(event_id)]
+    return None if updated == state else updated
+
+
+# --- writing: the one place a capture changes the store ------------------------------------------------------
+
+
+def _write(
+    decision: Decision,
+    expected: Versioned | None,
+    event: WebhookEvent,
+    queued: QueuedEvent,
+    store: Store,
+    send_change: Callable[[Change], None],
+    snap_key: str,
+) -> Captured:
+    """Carry out `decision`; latest/ is written only if it is still `expected` (else StoreConflict: read again)."""
+    issue_id = str(event.issue_id)
+    latest = latest_key(issue_id)
+    match decision:
+        case Skip():
             return Captured(queued.event_id, issue_id, None, advanced=False)
-        if state is not None and state["capture"]["event_id"] == queued.event_id:
-            # We wrote latest/ (and the snapshot before it) on an earlier attempt and may have died before the send
-            # or the indexes: do both again; each is idempotent, and the committer drops what it already holds.
+        case Resend(state):
             captured = _advance(event, queued, send_change, state, snap_key)
             update_indexes(store, issue_id, state)
             return captured
-        claimed = _claim(entries, entry, queued.event_id)
-        previous_doc = _document(state)
-        snapshot = _snapshot(event, queued, apply_event(previous_doc, event), previous_doc, now_ms())
-        advancing = order if current is None else _advancing_order(current.data, event, order)
-        if advancing is None and current is not None:
-            # Older than latest/: its claim goes into latest/ before its snapshot, so a capture cut short still
-            # holds its entry. A second deletion stays out of the history, whose top is the first.
-            try:
-                _stay_below(store, issue_id, current, claimed, queued.event_id, event.event_name == _DELETED)
-            except StoreConflict:
-                continue
-            snapshot = _put_snapshot(store, snap_key, snapshot)
-            if project_of(snapshot["issue"]) != project_of(_live_document(current.data)):
-                note_project(store, snapshot["issue"])
+        case StayBelow(update, snapshot):
+            if update is not None:
+                store.write_json(latest, update, expected)
+            if snapshot is None or expected is None:
+                return Captured(queued.event_id, issue_id, None, advanced=False)
+            stored = _put_snapshot(store, snap_key, snapshot)
+            if project_of(stored["issue"]) != project_of(_live_document(expected.data)):
+                note_project(store, stored["issue"])
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
-        new_order = advancing or order
-        # The snapshot before latest/, which names it; the claim goes in with latest/'s move, in the same write.
-        snapshot = _put_snapshot(store, snap_key, snapshot)
-        new_state = _latest_state(snapshot, snap_key, previous_doc, new_order, event, state, claimed)
-        try:
-            store.write_json(latest_key(issue_id), new_state, current)
-        except StoreConflict:
-            continue
-        # The change for git first: a slow index (a busy project count) must not hold git back.
-        captured = _advance(event, queued, send_change, new_state, snap_key)
-        update_indexes(store, issue_id, new_state)
-        return captured
-    raise StoreConflict(latest_key(issue_id))
+        case Advance():
+            # The snapshot before latest/, which names it; the claim goes in with latest/'s move, in the same write.
+            stored = _put_snapshot(store, snap_key, decision.snapshot)
+            new_state = decision.state_from(stored, snap_key, event)
+            store.write_json(latest, new_state, expected)
+            # The change for git first: a slow index (a busy project count) must not hold git back.
+            captured = _advance(event, queued, send_change, new_state, snap_key)
+            update_indexes(store, issue_id, new_state)
+            return captured
 
 
 def _entry(event: WebhookEvent) -> str | None:
@@ -212,20 +315,6 @@ def _claim(entries: dict[str, str], entry: str | None, event_id: str) -> dict[st
     if entry is None or entries.get(entry):
         return entries
     return {**entries, entry: short_event_id(event_id)}
-
-
-def _stay_below(
-    store: Store, issue_id: str, current: Versioned, entries: dict[str, str], event_id: str, leave_out: bool
-) -> None:
-    """Record in latest/, without moving it, the entries claimed and, with `leave_out`, that this event's snapshot
-    is not a version in the history. Writes only if that changes latest/."""
-    state = current.data
-    updated = {**state, "entries": entries}
-    hidden = list(state.get("not_in_history") or [])
-    if leave_out and short_event_id(event_id) not in hidden:
-        updated["not_in_history"] = [*hidden, short_event_id(event_id)]
-    if updated != state:
-        store.write_json(latest_key(issue_id), updated, current)
 
 
 def _put_snapshot(store: Store, key: str, snapshot: dict[str, Any]) -> dict[str, Any]:
