@@ -19,6 +19,7 @@ from pipeline.ids import Order
 from pipeline.index import note_project, project_of, update_indexes
 from pipeline.messages import Change, QueuedEvent
 from pipeline.payload import WebhookEvent, parse_event
+from pipeline.records import LatestState, SnapshotRecord, as_latest, as_snapshot
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES
 from pipeline.snapshot import (
     FieldChange,
@@ -152,10 +153,14 @@ class Seen:
     claimed_elsewhere: bool  # this event's entry is another event's (a webhook that reconcile fed first, or back)
     snapshot_stored: bool  # this event's snapshot exists (read only when the entry is claimed elsewhere)
 
+    @property
+    def state(self) -> LatestState | None:
+        return as_latest(self.current.data) if self.current else None
+
 
 def _read(store: Store, issue_id: str, entry: str | None, event_id: str, snap_key: str) -> Seen:
     current = store.latest(issue_id)
-    entries = _entries(store, issue_id, current.data if current else None)
+    entries = _entries(store, issue_id, as_latest(current.data) if current else None)
     elsewhere = _captured_elsewhere(store, issue_id, entries, entry, event_id)
     stored = elsewhere and current is not None and store.exists(snap_key)
     return Seen(current, entries, elsewhere, stored)
@@ -175,28 +180,28 @@ class StayBelow:
 
     `update` is latest/ with the claims and hidden versions recorded, or None when that changes nothing."""
 
-    update: dict[str, Any] | None
-    snapshot: dict[str, Any] | None  # written as a snapshot, not a version, when this event is older than latest/
+    update: LatestState | None
+    snapshot: SnapshotRecord | None  # written as a snapshot, not a version, when this event is older than latest/
 
 
 @dataclass(frozen=True)
 class Resend:
     """latest/ is this event's already (an earlier attempt died after writing it): send its change again."""
 
-    state: dict[str, Any]
+    state: LatestState
 
 
 @dataclass(frozen=True)
 class Advance:
     """latest/ moves to this event: its snapshot first, then latest/ (built from the snapshot as stored)."""
 
-    snapshot: dict[str, Any]
+    snapshot: SnapshotRecord
     order: Order
     previous_doc: dict[str, Any] | None
-    prior: dict[str, Any] | None
+    prior: LatestState | None
     entries: dict[str, str]
 
-    def state_from(self, snapshot: dict[str, Any], snap_key: str, event: WebhookEvent) -> dict[str, Any]:
+    def state_from(self, snapshot: SnapshotRecord, snap_key: str, event: WebhookEvent) -> LatestState:
         return _latest_state(snapshot, snap_key, self.previous_doc, self.order, event, self.prior, self.entries)
 
 
@@ -205,7 +210,7 @@ Decision = Skip | StayBelow | Resend | Advance
 
 def decide(event: WebhookEvent, queued: QueuedEvent, seen: Seen, now: int) -> Decision:
     """What capturing `event` must write, given what the store holds: no storage is touched here."""
-    state = seen.current.data if seen.current else None
+    state = seen.state
     if seen.claimed_elsewhere:
         if state is not None and seen.snapshot_stored:
             # Ours from an attempt before the entry went to the other event: a snapshot, not a version.
@@ -227,10 +232,10 @@ def decide(event: WebhookEvent, queued: QueuedEvent, seen: Seen, now: int) -> De
     return Advance(snapshot, advancing or order, previous_doc, state, claimed)
 
 
-def _below(state: dict[str, Any], entries: dict[str, str], event_id: str, leave_out: bool) -> dict[str, Any] | None:
+def _below(state: LatestState, entries: dict[str, str], event_id: str, leave_out: bool) -> LatestState | None:
     """latest/ with `entries` claimed and, with `leave_out`, this event's snapshot hidden from the history; None if
     that is what it holds already."""
-    updated = {**state, "entries": entries}
+    updated: LatestState = {**state, "entries": entries}
     hidden = list(state.get("not_in_history") or [])
     if leave_out and short_event_id(event_id) not in hidden:
         updated["not_in_history"] = [*hidden, short_event_id(event_id)]
@@ -265,7 +270,7 @@ def _write(
             if snapshot is None or expected is None:
                 return Captured(queued.event_id, issue_id, None, advanced=False)
             stored = _put_snapshot(store, snap_key, snapshot)
-            if project_of(stored["issue"]) != project_of(_live_document(expected.data)):
+            if project_of(stored["issue"]) != project_of(_live_document(as_latest(expected.data))):
                 note_project(store, stored["issue"])
             return Captured(queued.event_id, issue_id, snap_key, advanced=False)
         case Advance():
@@ -288,7 +293,7 @@ def _entry(event: WebhookEvent) -> str | None:
     return None
 
 
-def _entries(store: Store, issue_id: str, state: dict[str, Any] | None) -> dict[str, str]:
+def _entries(store: Store, issue_id: str, state: LatestState | None) -> dict[str, str]:
     """The entries captured for the issue, each with the short id of the event that claimed it."""
     if state is None:
         return {}
@@ -317,14 +322,14 @@ def _claim(entries: dict[str, str], entry: str | None, event_id: str) -> dict[st
     return {**entries, entry: short_event_id(event_id)}
 
 
-def _put_snapshot(store: Store, key: str, snapshot: dict[str, Any]) -> dict[str, Any]:
+def _put_snapshot(store: Store, key: str, snapshot: SnapshotRecord) -> SnapshotRecord:
     """Write the snapshot unless an earlier attempt did: what was stored then is the record, not a recomputation."""
     if store.put_snapshot(key, snapshot):
         return snapshot
-    return dict(json.loads(store.get_bytes(key)))
+    return as_snapshot(dict(json.loads(store.get_bytes(key))))
 
 
-def _advancing_order(state: dict[str, Any], event: WebhookEvent, order: Order) -> Order | None:
+def _advancing_order(state: LatestState, event: WebhookEvent, order: Order) -> Order | None:
     """Where latest/ goes if this event moves it, or None if it does not.
 
     Newer events advance. Two older ones do too, because they carry what the newer state lacks: the issue's
@@ -343,21 +348,21 @@ def _advancing_order(state: dict[str, Any], event: WebhookEvent, order: Order) -
     return None
 
 
-def _document(state: dict[str, Any] | None) -> dict[str, Any] | None:
+def _document(state: LatestState | None) -> dict[str, Any] | None:
     if not state:
         return None
     issue = state.get("issue")
     return issue if isinstance(issue, dict) else None
 
 
-def _live_document(state: dict[str, Any]) -> dict[str, Any] | None:
+def _live_document(state: LatestState) -> dict[str, Any] | None:
     """The issue as it stands, or None once deleted (its project no longer lists it)."""
     return None if state.get("deleted") else _document(state)
 
 
 def _snapshot(
     event: WebhookEvent, queued: QueuedEvent, doc: dict[str, Any] | None, previous: dict[str, Any] | None, now: int
-) -> dict[str, Any]:
+) -> SnapshotRecord:
     if doc is None:  # a deletion: keep the issue as it was, from the store or else from the payload
         issue = event.data.get("issue")
         shown = previous or (issue_document(issue) if isinstance(issue, dict) else None)
@@ -380,17 +385,17 @@ def _snapshot(
 
 
 def _latest_state(
-    snapshot: dict[str, Any],
+    snapshot: SnapshotRecord,
     snap_key: str,
     previous_doc: dict[str, Any] | None,
     order: Order,
     event: WebhookEvent,
-    state: dict[str, Any] | None,
+    state: LatestState | None,
     entries: dict[str, str],
-) -> dict[str, Any]:
+) -> LatestState:
     capture = snapshot["capture"]
     collection_event = event.event_name.split("_", 1)[0] in ("comment", "worklog")
-    latest: dict[str, Any] = {
+    latest: LatestState = {
         "issue": snapshot["issue"],
         "capture": capture,
         "order": order.as_list(),
@@ -416,7 +421,7 @@ def _advance(
     event: WebhookEvent,
     queued: QueuedEvent,
     send_change: Callable[[Change], None],
-    state: dict[str, Any],
+    state: LatestState,
     snap_key: str,
 ) -> Captured:
     capture = state["capture"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,7 +77,7 @@ class Order:
         return cls(int(value[0]), int(value[1]), str(value[2]))
 
     @classmethod
-    def of_state(cls, state: dict[str, Any]) -> Order:
+    def of_state(cls, state: Mapping[str, Any]) -> Order:
         """The order of an issue's `latest/` state: its own, or (as earlier versions wrote it) its capture's."""
         return cls.from_list(state.get("order") or state["capture"]["order"])
 

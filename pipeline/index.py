@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from pipeline.ids import is_issue_key, project_of_key
+from pipeline.records import LatestState
 from pipeline.store import Store, StoreConflict, issue_key_index, project_count_key, project_item_key
 
 _APPLIED_MEMORY = 500  # recent count adjustments remembered, so a retried event never counts twice
@@ -26,7 +27,7 @@ def project_of(doc: dict[str, Any] | None) -> str | None:
     return None
 
 
-def update_indexes(store: Store, issue_id: str, state: dict[str, Any]) -> None:
+def update_indexes(store: Store, issue_id: str, state: LatestState) -> None:
     """After `latest/` advanced to `state`: a new key, and project membership and counts if they changed.
     Safe to repeat."""
     key = (state.get("issue") or {}).get("key")

@@ -20,6 +20,7 @@ from typing import Any
 from pipeline.errors import JSyncError
 from pipeline.ids import ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json
 from pipeline.index import project_of
+from pipeline.records import LatestState, as_latest
 from pipeline.store import (
     Store,
     history_position,
@@ -84,14 +85,16 @@ def latest_issue(store: Store, ref: str) -> IssueState:
     found = store.latest(issue_id)
     if found is None:
         raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
-    state = found.data
+    state = as_latest(found.data)
     if state.get("deleted"):
         raise JSyncError(410, "issue_deleted", _deleted_detail(ref, state))
     doc = state["issue"]
+    if doc is None:  # only a deletion's snapshot can lack its issue, and a deleted issue answered 410 above
+        raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
     return IssueState(issue_id, doc, '"' + hashlib.sha256(canonical_json(doc)).hexdigest()[:32] + '"')
 
 
-def _deleted_detail(ref: str, state: dict[str, Any]) -> str:
+def _deleted_detail(ref: str, state: LatestState) -> str:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(state.get("deleted_at") or 0) / 1000))
     who = (state.get("deleted_by") or {}).get("displayName")
     by = f" by {who}" if who else ""
@@ -161,7 +164,7 @@ def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
     prefix = history_prefix(issue_id)
     after = _decode_cursor(cursor, prefix) if cursor else None
     found = store.latest(issue_id)
-    state = found.data if found else None
+    state = as_latest(found.data) if found else None
     versions = _versions(store, issue_id, state)
     read: dict[str, dict[str, Any]] = {}
     # Ties on time are ordered by changelog id, which only the snapshot holds; so is a tie with the cursor's entry.
@@ -184,10 +187,10 @@ def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
     return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None)
 
 
-def _versions(store: Store, issue_id: str, state: dict[str, Any] | None) -> list[_Version]:
+def _versions(store: Store, issue_id: str, state: LatestState | None) -> list[_Version]:
     """Every snapshot that is a version in the history: not one latest/ left out, the deletion where it ranked it."""
     prefix = snapshot_prefix(issue_id)
-    left_out = set((state or {}).get("not_in_history") or [])
+    left_out = set(state.get("not_in_history") or []) if state else set()
     deletion = state["capture"]["event_id"] if state and state.get("deleted") else None
     versions = []
     for key in store.all_keys(prefix):

@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,7 +172,7 @@ class Store:
             raise ObjectMissing(key)
         return found.body
 
-    def put_snapshot(self, key: str, snapshot: dict[str, Any]) -> bool:
+    def put_snapshot(self, key: str, snapshot: Mapping[str, Any]) -> bool:
         """Write a snapshot once; a retry of the same event keeps the first copy. True if written now."""
         try:
             self.objects.put(key, stored_json(snapshot), if_none_match=True)
@@ -183,7 +184,7 @@ class Store:
         found = self.objects.get(key)
         return Versioned(json.loads(found.body), found.etag) if found else None
 
-    def write_json(self, key: str, data: dict[str, Any], expected: Versioned | None) -> None:
+    def write_json(self, key: str, data: Mapping[str, Any], expected: Versioned | None) -> None:
         """Compare-and-swap: create only if absent, or replace only the version we read."""
         try:
             if expected:
@@ -193,7 +194,7 @@ class Store:
         except PreconditionFailed:
             raise StoreConflict(key) from None
 
-    def put_json(self, key: str, data: dict[str, Any]) -> None:
+    def put_json(self, key: str, data: Mapping[str, Any]) -> None:
         self.objects.put(key, stored_json(data))
 
     def delete(self, key: str) -> None:

@@ -13,6 +13,7 @@ from pipeline.reconcile.feed import Feed
 from pipeline.reconcile.jira import IssueGone, IssueHidden, JiraClient, JiraError, cut_collections
 from pipeline.reconcile.jobs import JobRecord, SyncIssue, SyncIssueError
 from pipeline.reconcile.rebuild import Lookup, RebuiltEvent, rebuild
+from pipeline.records import LatestState, as_latest
 from pipeline.snapshot import issue_document
 from pipeline.store import Store, pending_key
 
@@ -110,7 +111,7 @@ class Issues:
         latest = self.store.latest(issue_id)
         if latest is None:
             return True
-        state = latest.data
+        state = as_latest(latest.data)
         if state.get("deleted"):
             return False  # a deletion is final, as for webhooks
         if state.get("partial"):
@@ -139,7 +140,7 @@ class Issues:
         self.lookup.seed(current)
         events = rebuild(current, histories, self.lookup)
         latest = self.store.latest(issue_id)
-        state = latest.data if latest else None
+        state = as_latest(latest.data) if latest else None
         if state and state.get("deleted"):
             return
         recorded = self.store.recorded_entries(issue_id)
@@ -158,7 +159,7 @@ class Issues:
         current: dict[str, Any],
         events: list[RebuiltEvent],
         fed: list[RebuiltEvent],
-        state: dict[str, Any] | None,
+        state: LatestState | None,
     ) -> int:
         """An edit Jira keeps no changelog for (a comment, a field outside the changelog) still reaches latest/."""
         newest: tuple[Order, dict[str, Any] | None] | None = None
@@ -209,7 +210,7 @@ class Issues:
 
 
 def _behind(
-    current: dict[str, Any], state: dict[str, Any] | None, histories: list[dict[str, Any]], recorded: set[str]
+    current: dict[str, Any], state: LatestState | None, histories: list[dict[str, Any]], recorded: set[str]
 ) -> bool:
     """Whether JSync holds, or is capturing, a later change than `current`, the issue as we read it.
 
@@ -217,7 +218,8 @@ def _behind(
     after our read), or a changelog entry already claimed is later than the held document (its capture is in
     flight, and brings its own document, so the refresh would only add a commit of its own).
     """
-    held = epoch_ms((((state or {}).get("issue") or {}).get("fields") or {}).get("updated"))
+    held_doc = (state["issue"] if state else None) or {}
+    held = epoch_ms((held_doc.get("fields") or {}).get("updated"))
     if held is None:
         return False
     read = epoch_ms((current.get("fields") or {}).get("updated"))
