@@ -76,7 +76,8 @@ def note_project(store: Store, doc: dict[str, Any] | None) -> None:
 
 
 def _project_name(doc: dict[str, Any]) -> str | None:
-    project = (doc.get("fields") or {}).get("project")
+    fields = doc.get("fields")
+    project = fields.get("project") if isinstance(fields, dict) else None
     name = project.get("name") if isinstance(project, dict) else None
     return name if isinstance(name, str) else None
 
