@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.reconcile.jobs import JobView
+from pipeline.records import CaptureRecord
 
 
 class ErrorBody(BaseModel):
@@ -156,20 +157,9 @@ class History(BaseModel):
     next_cursor: str | None
 
 
-class Capture(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    event_id: str
-    event_type: str
-    event_time: int
-    captured_at: int
-    actor: Actor | None
-    source: str
-
-
 class Snapshot(BaseModel):
     issue: IssueDocument | None
-    capture: Capture
+    capture: CaptureRecord = Field(description="How and when JSync took the event: the record as stored.")
 
 
 class SyncRequest(BaseModel):

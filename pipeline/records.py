@@ -2,16 +2,21 @@
 state (`latest/`), one definition each, read by the writer, the read API, the indexes and reconcile.
 
 TypedDicts, not classes: these are the JSON objects as stored (and as data-lake readers see them), passed along
-without copying; older records lack the keys marked NotRequired.
+without copying; older records lack the keys marked NotRequired. The read API's response models use them as they
+are, so what it serves and what is stored cannot drift.
 """
 
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict, cast
+from typing import Any, NotRequired, cast
+
+# pydantic validates a TypedDict only from typing_extensions before Python 3.12 (it ships with pydantic; ingest,
+# which has no pydantic, never imports this module).
+from typing_extensions import TypedDict
 
 
 class CaptureRecord(TypedDict):
-    """How and when JSync took one event (a snapshot's `capture`; the API serves it as `Capture`)."""
+    """How and when JSync took one event (a snapshot's `capture`, served by the API as it is)."""
 
     event_id: str
     event_type: str  # Jira's webhookEvent, e.g. jira:issue_updated
