@@ -41,6 +41,7 @@ class Pair:
 
 _FAILED: tuple[type[Exception], ...] = (RedriveError, *UNAVAILABLE)
 
+
 def pairs(settings: Settings) -> list[Pair]:
     return [Pair(dlq, source) for source, dlq in settings.queue_pairs]
 

@@ -127,17 +127,24 @@ class SqsQueues:
             )
 
     def receive(self, queue: str, max_messages: int = 10, visibility_timeout: int | None = None) -> list[Received]:
+        return [received(m) for m in self._receive(queue, max_messages, visibility_timeout, wait_seconds=0)]
+
+    def _receive(
+        self, queue: str, max_messages: int, visibility_timeout: int | None, wait_seconds: int
+    ) -> list[dict[str, Any]]:
+        """SQS's messages with every attribute (the receive count and group id included)."""
         extra = {} if visibility_timeout is None else {"VisibilityTimeout": visibility_timeout}
-        got = self.sqs.receive_message(
+        answer = self.sqs.receive_message(
             QueueUrl=self.url(queue),
             MaxNumberOfMessages=max_messages,
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_seconds,
             AttributeNames=["All"],
             MessageSystemAttributeNames=["All"],
             MessageAttributeNames=["All"],
             **extra,
-        ).get("Messages", [])
-        return [received(m) for m in got]
+        )
+        messages: list[dict[str, Any]] = answer.get("Messages", [])
+        return messages
 
     def delete(self, queue: str, receipts: list[str]) -> None:
         for start in range(0, len(receipts), 10):
@@ -234,16 +241,8 @@ class SqsQueues:
         budget = self.depth(dlq).waiting
         moved = 0
         while moved < budget:
-            batch = self.sqs.receive_message(
-                QueueUrl=self.url(dlq),
-                MaxNumberOfMessages=min(10, budget - moved),
-                VisibilityTimeout=visibility_timeout,
-                # Long polling: short polls on AWS sample a few servers and can answer "none" while messages wait.
-                WaitTimeSeconds=1,
-                AttributeNames=["All"],
-                MessageSystemAttributeNames=["All"],
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
+            # Long polling: short polls on AWS sample a few servers and can answer "none" while messages wait.
+            batch = self._receive(dlq, min(10, budget - moved), visibility_timeout, wait_seconds=1)
             if not batch:
                 break
             for message in batch:
