@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
+from botocore.stub import Stubber
+
 from pipeline.ids import Order
 from pipeline.messages import Change, QueuedEvent
 from pipeline.settings import Settings
@@ -26,6 +28,23 @@ def fixture_bytes(name: str) -> bytes:
 
 def fixture_json(name: str) -> dict[str, Any]:
     return json.loads(fixture_bytes(name))
+
+
+def summary_edit(issue_id: int, key: str, version: int, changelog_id: int) -> bytes:
+    """Version `version` of an issue as Jira sends an `issue_updated` webhook: each version a second later, with a
+    new summary and the changelog entry that says so, so every version is a change."""
+    payload = fixture_json("issue_updated.json")
+    payload["timestamp"] = 1764000000000 + version * 1000
+    payload["issue"]["id"] = str(issue_id)
+    payload["issue"]["key"] = key
+    payload["issue"]["fields"]["summary"] = f"{key} version {version}"
+    item = {"field": "summary", "fieldtype": "jira", "fieldId": "summary", "from": None, "to": None}
+    was = f"{key} version {version - 1}"
+    payload["changelog"] = {
+        "id": str(changelog_id),
+        "items": [{**item, "fromString": was, "toString": f"{key} version {version}"}],
+    }
+    return json.dumps(payload).encode()
 
 
 def function_url_event(
@@ -137,4 +156,14 @@ def change_of(issue_id: str, event_id: str, n: int, document: Any = "inline") ->
         deleted=False,
         snapshot_key=f"snapshots/{issue_id}/{1764000000000 + n * 1000}-{event_id}.json",
         document={**issue_document(issue_id, key), "fields": {"summary": f"v{n}"}} if document == "inline" else None,
+    )
+
+
+def stub_depth(stubber: Stubber, url: str, waiting: int) -> None:
+    """SQS's answer, through botocore's Stubber, when asked how many messages wait on `url`."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    stubber.add_response(
+        "get_queue_attributes",
+        {"Attributes": {names[0]: str(waiting), names[1]: "0"}},
+        {"QueueUrl": url, "AttributeNames": names},
     )

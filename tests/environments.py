@@ -52,6 +52,13 @@ def fresh_environment(endpoint: str, root: Path, monkeypatch: pytest.MonkeyPatch
     return settings
 
 
+def deploy_secret(monkeypatch: pytest.MonkeyPatch, variable: str, name: str, value: str) -> None:
+    """A secret `name` in Secrets Manager holding `value`, named by the environment `variable` as a deploy sets it."""
+    services.aws("secretsmanager").create_secret(Name=name, SecretString=value)
+    monkeypatch.setenv(variable, name)
+    services.reset()
+
+
 def stack_env(home: Path) -> dict[str, str]:
     return {
         "JSYNC_HOME": str(home),

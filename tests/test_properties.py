@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from pipeline import reader, services
 from pipeline.snapshot import issue_document
-from tests.builders import fixture_json
+from tests.builders import fixture_json, summary_edit
 from tests.environments import BACKENDS, fresh_environment
 from tests.harness import Pipeline
 
@@ -22,27 +22,7 @@ BASE = fixture_json("issue_updated.json")
 
 
 def make_event(issue: int, version: int) -> tuple[str, bytes]:
-    """Version `version` of issue `issue`: later versions have later timestamps and new summaries."""
-    payload = copy.deepcopy(BASE)
-    payload["timestamp"] = 1764000000000 + version * 1000
-    payload["issue"]["id"] = str(20000 + issue)
-    payload["issue"]["key"] = f"OPS-{100 + issue}"
-    payload["issue"]["fields"]["summary"] = f"issue {issue} version {version}"
-    payload["changelog"] = {
-        "id": str(50000 + version),
-        "items": [
-            {
-                "field": "summary",
-                "fieldtype": "jira",
-                "fieldId": "summary",
-                "from": None,
-                "fromString": f"issue {issue} version {version - 1}",
-                "to": None,
-                "toString": f"issue {issue} version {version}",
-            }
-        ],
-    }
-    return f"wh-{issue}-{version}", json.dumps(payload).encode()
+    return f"wh-{issue}-{version}", summary_edit(20000 + issue, f"OPS-{100 + issue}", version, 50000 + version)
 
 
 @st.composite

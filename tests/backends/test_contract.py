@@ -653,3 +653,16 @@ def test_property_each_group_is_delivered_once_in_order(backend: Backend, steps:
         delivered[m.group].append(m.body)
     assert {g: v for g, v in delivered.items() if v} == {g: v for g, v in expected.items() if v}
     assert q.depth(src) == Depth(0, 0)
+
+
+def test_redrive_keeps_message_attributes(backend: Backend) -> None:
+    q, src, dlq = backend.queues, backend.source, backend.dlq
+    attributes = {"kind": {"DataType": "String", "StringValue": "issue_updated"}}
+    # Given a dead letter carrying attributes, and one without
+    q.send(dlq, [Outgoing("with", "a", "d1", attributes), Outgoing("without", "b", "d2")])
+    # When it is redriven
+    assert q.redrive(dlq, src) == 2
+    # Then each comes back to its source with its attributes as they were, and nothing more
+    got = {m.body: m for m in drain(q, src)}
+    assert (got["with"].attributes, got["without"].attributes) == (attributes, {})
+    assert (got["with"].group, got["without"].group) == ("a", "b")

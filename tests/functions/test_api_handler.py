@@ -24,6 +24,7 @@ import pytest
 
 from pipeline import services
 from tests.builders import fixture_bytes, fixture_json, function_url_event
+from tests.environments import deploy_secret
 from tests.harness import Pipeline
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -462,3 +463,41 @@ def test_wrong_method_is_405_json_with_allow(story: Pipeline, call: Call) -> Non
         answer = call("/api/v1/projects", method=method)
         assert_error(answer, 405)
         assert "GET" in answer.headers.get("allow", ""), answer
+
+
+# --- when a part behind the API fails ----------------------------------------------------------------------------
+
+
+def test_an_empty_api_keys_secret_is_503_misconfigured_never_an_open_api(
+    story: Pipeline, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the deployed API keys secret exists but holds nothing
+    deploy_secret(monkeypatch, "JSYNC_API_KEYS_SECRET_NAME", "jsync/api-keys", " ")
+    # Then every keyed endpoint answers 503, with or without a key, and says what is wrong
+    for headers in ({}, {"x-api-key": "anything"}):
+        body = assert_error(call(f"/api/v1/issues/{KEY}", headers=headers), 503, "misconfigured")
+        assert "jsync/api-keys" in body["detail"]
+
+
+def test_an_object_damaged_in_the_bucket_is_a_500_in_the_error_shape(
+    story: Pipeline, call: Call, caplog: pytest.LogCaptureFixture
+) -> None:
+    services.store().put_raw(f"latest/{ISSUE_ID}.json", b"\x00 not json", "application/json")
+    answer = call(f"/api/v1/issues/{KEY}")
+    body = assert_error(answer, 500, "internal_error")
+    assert "Traceback" not in body["detail"] and "json" not in body["detail"].lower()
+    assert any(r.getMessage() == "unexpected error" and r.exc_info for r in caplog.records)
+    # Other issues still answer
+    assert call("/api/v1/issues/OPS-18").status == 200
+
+
+def test_storage_that_does_not_answer_is_503_with_retry_after(
+    story: Pipeline, call: Call, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from local.stack import free_port
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
+    services.reset()
+    answer = call(f"/api/v1/issues/{KEY}")
+    assert_error(answer, 503, "storage_unavailable")
+    assert answer.headers.get("retry-after") == "5"

@@ -532,3 +532,99 @@ def test_a_failed_push_is_recorded_with_its_cause_and_since_when(
     assert record["ok"] is False and record["last_push"] == pushed["last_push"]
     assert record["last_error"]["error"].startswith("RemoteUnavailable: ")
     assert record["last_error"]["since"] == failed_once["last_error"]["at"]
+
+
+# --- what the committer does when the branch, the store or the Lambda context fail it ---------------------------
+
+
+def test_a_branch_that_keeps_moving_under_every_push_is_recorded_and_the_changes_wait(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from pipeline.git.store import Person
+
+    remember_receipts(monkeypatch)
+    queue_changes(pipeline, [("issue_created.json", "k-0"), ("issue_created_adf.json", "k-1")])
+    # Given someone else pushes to the branch between each fetch and push of the committer
+    settings = pipeline.settings
+    other = GitStore(settings.git_remote, settings.git_branch, tmp_path / "other.git")
+    real_push = GitStore.push
+
+    def someone_else_first(self: GitStore) -> None:
+        if self is not other:
+            other.fetch()
+            other.stage({"elsewhere.txt": uuid.uuid4().bytes}, Person("Someone", "s@example.com"), 0, "elsewhere\n")
+            real_push(other)
+        real_push(self)
+
+    monkeypatch.setattr(GitStore, "push", someone_else_first)
+    try:
+        # When the bell rings
+        assert invoke() == {"batchItemFailures": []}
+    finally:
+        monkeypatch.setattr(GitStore, "push", real_push)
+        other.close()
+
+    # Then none of the changes is on the branch, they wait on the queue, and health's record says why
+    assert all("Jira-Event-Id" not in c.trailers for c in pipeline.commits())
+    assert waiting(pipeline) == 2
+    record = services.store().push_record()
+    assert record is not None and record["ok"] is False
+    assert record["last_error"]["error"].startswith("PushRejected: ")
+    # When the branch holds still again and the changes come back
+    services.reset()
+    expire_in_flight(pipeline)
+    assert invoke() == {"batchItemFailures": []}
+    # Then each is committed once, on top of the other pushes
+    assert sorted(str(c.trailers.get("Jira-Event-Id")) for c in pipeline.commits()[:2]) == ["k-0", "k-1"]
+    assert waiting(pipeline) == 0
+    assert_linear(pipeline)
+
+
+def test_run_without_a_lambda_context_it_drains_as_a_lambda_does(pipeline: Pipeline) -> None:
+    # A script (or the local stack's shell) calls the handler with no context: a Lambda's time is assumed
+    queue_changes(pipeline, [("issue_created.json", "n-0"), ("issue_updated.json", "n-1")])
+    assert committer.lambda_handler({"Records": []}) == {"batchItemFailures": []}
+    assert committed(pipeline) == ["n-0", "n-1"]
+    assert waiting(pipeline) == 0
+
+
+def _broken_push_record(monkeypatch: pytest.MonkeyPatch) -> io.StringIO:
+    """The store refuses the push record (and only it); returns what the committer logs."""
+    from pipeline.store import Store
+
+    def refuse(self: Store, record: dict[str, Any]) -> None:
+        raise ConnectionError("storage hiccup")
+
+    monkeypatch.setattr(Store, "put_push_record", refuse)
+    logged = io.StringIO()
+    monkeypatch.setattr(committer.logger.registered_handler, "stream", logged)
+    return logged
+
+
+def test_a_push_stands_when_its_record_for_health_cannot_be_written(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queue_changes(pipeline, [("issue_created.json", "w-0")])
+    logged = _broken_push_record(monkeypatch)
+    # When the committer pushes but cannot note the push for health
+    assert invoke() == {"batchItemFailures": []}
+    # Then the change is committed and off the queue, and the miss is logged
+    assert committed(pipeline) == ["w-0"]
+    assert waiting(pipeline) == 0
+    assert "could not record the push for health" in logged.getvalue()
+
+
+def test_a_failed_push_whose_record_cannot_be_written_still_leaves_the_changes_queued(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    queue_changes(pipeline, [("issue_created.json", "u-0")])
+    monkeypatch.setenv("JSYNC_GIT_REMOTE", str(tmp_path / "nowhere.git"))
+    services.reset()
+    logged = _broken_push_record(monkeypatch)
+    # When the remote is away and the store refuses the failure's record too
+    assert invoke() == {"batchItemFailures": []}
+    # Then the change waits, nothing is recorded, and both failures are in the log
+    assert waiting(pipeline) == 1
+    assert services.store().push_record() is None
+    assert "changes wait on the commits queue" in logged.getvalue()
+    assert "could not record the push failure for health" in logged.getvalue()

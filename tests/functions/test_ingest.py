@@ -26,6 +26,7 @@ from pipeline.messages import QueuedEvent
 from pipeline.settings import MAX_INLINE_MESSAGE_BYTES, MAX_WEBHOOK_BYTES, Settings
 from pipeline.signature import sign
 from tests.builders import fixture_bytes, fixture_json, function_url_event
+from tests.environments import deploy_secret
 from tests.harness import Pipeline, receive_all
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -638,3 +639,40 @@ def test_a_store_that_fails_never_changes_the_answer(signed: Pipeline, monkeypat
     monkeypatch.setattr(Store, "put_json", down)
     r = signed.deliver(fixture_bytes("issue_created.json"), identifier="s3-down", **{"x-hub-signature": "sha256=00"})
     _assert_error(r, 401)
+
+
+# --- a body too large, and a secret that is not there ---------------------------------------------------------------
+
+
+def test_a_body_too_large_that_names_no_issue_is_413_with_nothing_noted(pipeline: Pipeline) -> None:
+    doc = fixture_json("project_created.json")
+    doc["padding"] = "p" * MAX_WEBHOOK_BYTES
+    r = pipeline.deliver(json.dumps(doc).encode(), identifier="huge-project")
+    body = _assert_error(r, 413, "body_too_large")
+    assert "reconcile" not in body["detail"]
+    assert pipeline.depth() == 0
+    assert pipeline.keys("sync/pending/") == []
+
+
+def test_a_body_too_large_is_503_when_its_note_for_reconcile_cannot_be_kept(
+    pipeline: Pipeline, settings: Settings
+) -> None:
+    # Given the bucket is gone (Jira never retries a 413, so the issue would be lost with it)
+    services.aws("s3").delete_bucket(Bucket=settings.bucket)
+    # When a body too large for the pipeline arrives
+    r = pipeline.deliver(_padded_issue(MAX_WEBHOOK_BYTES + 1), identifier="huge-3")
+    # Then the answer is a 503, which Jira retries, and nothing is queued
+    _assert_error(r, 503, "storage_unavailable")
+    assert pipeline.depth() == 0
+
+
+def test_an_empty_webhook_secret_is_503_misconfigured_and_nothing_is_queued(
+    pipeline: Pipeline, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the deployed secret exists but holds nothing (never to be taken as "no authentication")
+    deploy_secret(monkeypatch, "JSYNC_WEBHOOK_SECRET_NAME", "jsync/webhook", "   ")
+    # When a delivery arrives
+    r = pipeline.deliver(fixture_bytes("issue_created.json"), identifier="nosecret-1")
+    # Then it is refused with a 503, which Jira retries once the secret is set, and nothing is queued
+    _assert_error(r, 503, "misconfigured")
+    assert pipeline.depth() == 0

@@ -430,3 +430,30 @@ def test_a_second_deletion_is_not_a_version(settings: Settings) -> None:
     with pytest.raises(JSyncError) as gone:
         reader.latest_issue(store, "OPS-17")
     assert gone.value.status == 410
+
+
+def test_a_note_for_health_that_cannot_be_written_never_holds_back_a_capture(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from pipeline.refusals import WEBHOOK_ACCEPTED_KEY
+
+    real_put = Store.put_json
+
+    def refuse_the_note(self: Store, key: str, data: dict[str, Any]) -> None:
+        if key == WEBHOOK_ACCEPTED_KEY:
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "Reduce your request rate."}}, "PutObject")
+        real_put(self, key, data)
+
+    monkeypatch.setattr(Store, "put_json", refuse_the_note)
+    logged = io.StringIO()
+    monkeypatch.setattr(writer.logger.registered_handler, "stream", logged)
+    created = queued_event("n-created", fixture_bytes("issue_created.json"))
+    # When the writer cannot note the newest accepted webhook for health
+    response = invoke(sqs_batch(event_record(settings, created, "10042")))
+    # Then the event is captured all the same, and the miss is logged
+    assert response == {"batchItemFailures": []}
+    assert latest_event("10042") == "n-created"
+    assert services.store().read_json(WEBHOOK_ACCEPTED_KEY) is None
+    assert "could not note the newest accepted webhook" in logged.getvalue()

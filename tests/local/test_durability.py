@@ -4,8 +4,6 @@ once: in history, in `latest/` and in git, with no commit twice."""
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 import random
 import signal
@@ -29,23 +27,15 @@ from pipeline.backends.aws import S3Objects, SqsQueues
 from pipeline.backends.embedded import Database, SqliteObjects, SqliteQueues
 from pipeline.settings import Settings, load_settings
 from pipeline.store import Store
-from tests.builders import fixture_json
+from tests.builders import summary_edit
 from tests.harness import remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = fixture_json("issue_updated.json")
 ISSUES = 12
 
 
 def event(issue: int, version: int) -> tuple[str, bytes]:
-    """Version `version` of issue `issue`: a later timestamp and a new summary, so each one is a change."""
-    payload = copy.deepcopy(BASE)
-    payload["timestamp"] = 1764000000000 + version * 1000
-    payload["issue"]["id"] = str(40000 + issue)
-    payload["issue"]["key"] = f"DUR-{issue + 1}"
-    payload["issue"]["fields"]["summary"] = f"issue {issue} version {version}"
-    payload["changelog"] = {"id": str(70000 + version), "items": []}
-    return f"dur-{issue}-{version}", json.dumps(payload).encode()
+    return f"dur-{issue}-{version}", summary_edit(40000 + issue, f"DUR-{issue + 1}", version, 70000 + version)
 
 
 class Stack:
@@ -188,7 +178,7 @@ def verify(env: dict[str, str], accepted: set[str], versions: int) -> None:
     for issue in range(ISSUES):
         latest = store.latest(str(40000 + issue))
         assert latest is not None
-        assert latest.data["issue"]["fields"]["summary"] == f"issue {issue} version {versions - 1}"
+        assert latest.data["issue"]["fields"]["summary"] == f"DUR-{issue + 1} version {versions - 1}"
 
 
 @pytest.fixture

@@ -222,3 +222,25 @@ def test_an_event_the_writer_set_aside_fails_its_check_naming_why_until_it_is_re
     # And once redriven (and set aside again only if still unreadable), the check follows
     assert retry_set_aside(services.store(), services.queues()) == 1
     assert checks_now(settings, GitProbe(lambda: b"0" * 40, decisive=True))["set_aside"].ok
+
+
+def test_a_check_that_breaks_fails_with_its_reason_and_the_others_still_report(settings: Settings) -> None:
+    # Given the bucket is gone
+    services.aws("s3").delete_bucket(Bucket=settings.bucket)
+    # When health runs
+    checks = checks_now(settings, local_probe(settings))
+    # Then storage fails, naming the error, and the queue checks still answer on their own
+    assert not checks["storage"].ok
+    assert checks["storage"].detail.startswith("ClientError: ")
+    assert "404" in checks["storage"].detail or "NoSuchBucket" in checks["storage"].detail
+    assert checks["queues"].ok and checks["dead_letters"].ok
+
+
+def test_an_ssh_remote_is_not_looked_at_and_does_not_fail_git(settings: Settings) -> None:
+    remote = "git@github.com:example/jira-mirror.git"
+    probe = GitProbe(lambda: probe_tip(remote, "main"), is_local_remote(remote))
+    with pytest.raises(RemoteUnavailable, match="only path, file:// and http"):
+        probe.tip()
+    check = checks_now(settings, probe)["git"]
+    assert check.ok
+    assert "remote not readable without credentials (only path, file:// and http(s) remotes" in check.detail

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import functools
 import json
 import os
@@ -27,24 +27,16 @@ from pipeline.git.store import GitStore
 from pipeline.redrive import Pair
 from pipeline.settings import Settings
 from pipeline.snapshot import issue_document
-from pipeline.store import Store
-from tests.builders import fixture_bytes, fixture_json
+from pipeline.store import Store, unreadable_key
+from tests.builders import fixture_bytes, queued_event, stub_depth, summary_edit
 from tests.environments import stack_env
 from tests.harness import Pipeline, receive_all, remote_commits
 
 ROOT = Path(__file__).resolve().parents[2]
-BASE = fixture_json("issue_updated.json")
 
 
 def make_event(issue: int, version: int) -> tuple[str, bytes]:
-    """Version `version` of issue `issue`: later versions have later timestamps and new summaries."""
-    payload = copy.deepcopy(BASE)
-    payload["timestamp"] = 1764000000000 + version * 1000
-    payload["issue"]["id"] = str(30000 + issue)
-    payload["issue"]["key"] = f"OPS-{200 + issue}"
-    payload["issue"]["fields"]["summary"] = f"issue {issue} version {version}"
-    payload["changelog"] = {"id": str(60000 + version), "items": []}
-    return f"rd-{issue}-{version}", json.dumps(payload).encode()
+    return f"rd-{issue}-{version}", summary_edit(30000 + issue, f"OPS-{200 + issue}", version, 60000 + version)
 
 
 def deliver(pipeline: Pipeline, issue: int, version: int) -> None:
@@ -269,15 +261,6 @@ def aws_sqs(monkeypatch: pytest.MonkeyPatch) -> Any:
 
 def queue_urls(pair: Pair) -> tuple[str, str]:
     return f"https://sqs.us-east-1.amazonaws.com/123456789012/{pair.dlq}", f"https://q/{pair.source}"
-
-
-def stub_depth(stubber: Stubber, url: str, waiting: int) -> None:
-    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    stubber.add_response(
-        "get_queue_attributes",
-        {"Attributes": {names[0]: str(waiting), names[1]: "0"}},
-        {"QueueUrl": url, "AttributeNames": names},
-    )
 
 
 def stub_queues(stubber: Stubber, pair: Pair, waiting: int) -> None:
@@ -554,3 +537,159 @@ def test_a_deployed_stage_s_bucket_is_found_from_its_stack_output(monkeypatch: p
         stubber.add_client_error("describe_stacks", "ValidationError", http_status_code=400)
         assert redrive.stage_bucket("prod") == "b1"
         assert redrive.stage_bucket("gone") is None  # no such stack: the redrive says so and leaves them
+
+
+# --- the command line, in this process ----------------------------------------------------------------------------
+
+
+def set_aside(store: Store, event_id: str, body: bytes, issue_id: str) -> None:
+    """An accepted event as the writer sets it aside when it cannot interpret it: its body kept raw, and a record
+    under `index/unreadable/` naming it by reference (the shape `retry_set_aside` reads)."""
+    queued = queued_event(event_id, body)
+    store.put_raw(queued.raw_key, body, queued.content_type)
+    record = {
+        "event": json.loads(dataclasses.replace(queued, body=None).to_json()),
+        "issue_id": issue_id,
+        "reason": "TypeError",
+        "detail": "a writer bug",
+        "set_aside_at": int(time.time() * 1000),
+    }
+    store.put_json(unreadable_key(event_id), record)
+
+
+def test_a_dry_run_says_what_it_would_move_and_the_real_run_then_moves_it(
+    pipeline: Pipeline, settings: Settings, capsys: Any
+) -> None:
+    # Given an event dead-lettered, and another the writer set aside as unreadable
+    identifier, body = make_event(8, 0)
+    services.queue_bus().send(settings.events_dlq, [Outgoing(queued_event(identifier, body).to_json(), "30008", "x")])
+    set_aside(services.store(), "sa-2", fixture_bytes("issue_created.json"), "10042")
+    capsys.readouterr()
+
+    # When the operator asks first what a redrive would do
+    assert redrive.main(["--dry-run"]) == 0
+
+    # Then it says so for every queue and the set-aside events, and moves nothing
+    assert capsys.readouterr().out.splitlines() == [
+        "would move 1 from jsync-local-events-dlq.fifo to jsync-local-events.fifo",
+        "would move 0 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
+        "would move 0 from jsync-local-sync-dlq.fifo to jsync-local-sync.fifo",
+        "would move 0 from jsync-local-bell-dlq.fifo to jsync-local-bell.fifo",
+        "would queue again 1 set-aside events",
+    ]
+    assert pipeline.depth(settings.events_dlq) == 1
+    assert services.store().all_keys("index/unreadable/") == ["index/unreadable/sa-2.json"]
+
+    # When the redrive runs
+    assert redrive.main([]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "moved 1 from jsync-local-events-dlq.fifo to jsync-local-events.fifo"
+    assert out[-2:] == ["queued again 1 events the writer had set aside as unreadable", "done: 1 messages moved"]
+    pipeline.drain()
+    # Then both are captured and committed
+    assert pipeline.latest("10042") is not None and pipeline.latest("30008") is not None
+    assert sorted(c.trailers["Jira-Event-Id"] for c in pipeline.commits()) == sorted([identifier, "sa-2"])
+
+
+def test_a_set_aside_event_another_redrive_took_meanwhile_is_not_queued_twice(
+    pipeline: Pipeline, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = services.store()
+    set_aside(store, "sa-0", fixture_bytes("issue_created.json"), "10042")
+    set_aside(store, "sa-1", fixture_bytes("issue_created_adf.json"), "10043")
+    # Given a second operator's redrive queues and forgets sa-1 between this one's listing and its read
+    real_all_keys = store.all_keys
+
+    def listed_then_taken(prefix: str) -> list[str]:
+        keys = real_all_keys(prefix)
+        store.delete("index/unreadable/sa-1.json")
+        return keys
+
+    monkeypatch.setattr(store, "all_keys", listed_then_taken)
+    # When this redrive runs, it queues only what is still set aside
+    assert redrive.retry_set_aside(store, services.queues()) == 1
+    assert pipeline.depth(settings.events_queue) == 1
+
+
+def test_running_it_with_no_local_stack_as_a_module_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    import runpy
+    import warnings
+
+    for name in ("AWS_ENDPOINT_URL", "JSYNC_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JSYNC_BACKEND", "embedded")
+    monkeypatch.setenv("JSYNC_HOME", str(tmp_path / "empty"))
+    monkeypatch.setattr(sys, "argv", ["python -m pipeline.redrive"])
+    with warnings.catch_warnings(), pytest.raises(SystemExit) as exited:
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: the module is imported already (by this test)
+        runpy.run_module("pipeline.redrive", run_name="__main__")
+    assert exited.value.code == 2
+    assert "redrive: no local stack state under" in capsys.readouterr().err
+    assert not (tmp_path / "empty" / "jsync.db").exists()
+
+
+def test_nothing_answering_at_the_endpoint_is_exit_1_saying_where_it_looked(
+    monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    from local.stack import free_port
+
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("JSYNC_BACKEND", "aws")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    assert redrive.main([]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"redrive: nothing answers at {endpoint}")
+    assert err.endswith("; is the stack running?")
+
+
+def test_ctrl_c_mid_redrive_exits_130_saying_what_is_left(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    def interrupted(self: SqsQueues, dlq: str, source: str) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(SqsQueues, "redrive", interrupted)
+    assert redrive.main([]) == 130
+    assert capsys.readouterr().err.strip() == (
+        "redrive: interrupted; a started move task keeps going, anything else is left for a rerun"
+    )
+
+
+@pytest.mark.parametrize("bucket", [None, "jsync-prod-bucket-1a2b3c"])
+def test_on_a_deployed_stage_set_aside_events_are_looked_for_in_the_stack_s_bucket(
+    aws_sqs: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any, bucket: str | None
+) -> None:
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    s3 = boto3.client("s3", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="x")
+    clients = {"sqs": aws_sqs, "cloudformation": cfn, "s3": s3}
+    monkeypatch.setattr(services, "aws", functools.cache(lambda service: clients[service]))
+    monkeypatch.setenv("JSYNC_STAGE", "unset-by-monkeypatch")  # main sets these; monkeypatch restores them
+    monkeypatch.setenv("JSYNC_BACKEND", "embedded")
+    monkeypatch.setenv("JSYNC_BUCKET", "unset-by-monkeypatch")
+    monkeypatch.delenv("JSYNC_BUCKET")
+    with Stubber(aws_sqs) as sqs_stub, Stubber(cfn) as cfn_stub, Stubber(s3) as s3_stub:
+        for pair in (EVENTS, COMMITS, SYNC, BELL):
+            stub_queues(sqs_stub, pair, waiting=0)
+        if bucket is None:  # the stack is gone, or was never deployed under this name
+            cfn_stub.add_client_error("describe_stacks", "ValidationError", http_status_code=400)
+        else:
+            stack: dict[str, Any] = {"StackName": "jsync-prod", "CreationTime": "2026-01-01T00:00:00Z"}
+            stack["StackStatus"] = "CREATE_COMPLETE"
+            stack["Outputs"] = [{"OutputKey": "BucketName", "OutputValue": bucket}]
+            cfn_stub.add_response("describe_stacks", {"Stacks": [stack]}, {"StackName": "jsync-prod"})
+            s3_stub.add_response(
+                "list_objects_v2", {"KeyCount": 0}, {"Bucket": bucket, "Prefix": "index/unreadable/", "MaxKeys": 1000}
+            )
+        assert redrive.main(["--stage", "prod"]) == 0
+        for stub in (sqs_stub, cfn_stub, s3_stub):
+            stub.assert_no_pending_responses()
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1] == "done: 0 messages moved"
+    if bucket is None:
+        assert err.strip() == "redrive: could not read the stack's BucketName output; events set aside were left"
+    else:
+        assert err == ""

@@ -9,14 +9,13 @@ from pipeline import settings as settings_module
 from pipeline.settings import SecretReadFailed, SecretUnavailable, load_settings
 from pipeline.signature import sign
 from tests.builders import fixture_bytes
+from tests.environments import deploy_secret
 from tests.harness import Pipeline
 
 
 def test_rotation_accepts_new_and_old_then_rereads(pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> None:
     sm = services.aws("secretsmanager")
-    sm.create_secret(Name="jsync/test/webhook-secret", SecretString="old-secret")
-    monkeypatch.setenv("JSYNC_WEBHOOK_SECRET_NAME", "jsync/test/webhook-secret")
-    services.reset()
+    deploy_secret(monkeypatch, "JSYNC_WEBHOOK_SECRET_NAME", "jsync/test/webhook-secret", "old-secret")
     body = fixture_bytes("issue_created.json")
     assert (
         pipeline.deliver(body, identifier="r-1", **{"x-hub-signature": sign("old-secret", body)})["statusCode"] == 202
@@ -53,11 +52,8 @@ def test_settings_never_print_secrets() -> None:
 def test_jira_credentials_come_from_one_json_secret_deployed(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sm = services.aws("secretsmanager")
     value = '{"url": "https://acme.atlassian.net/", "email": "bot@acme.example", "token": "ATATT-very-secret"}'
-    sm.create_secret(Name="jsync/test/jira", SecretString=value)
-    monkeypatch.setenv("JSYNC_JIRA_SECRET_NAME", "jsync/test/jira")
-    services.reset()
+    deploy_secret(monkeypatch, "JSYNC_JIRA_SECRET_NAME", "jsync/test/jira", value)
     settings = services.get_settings()
     assert settings.jira_configured
     credentials = settings.jira_credentials()
@@ -80,9 +76,7 @@ def test_jira_credentials_come_from_one_json_secret_deployed(
 def test_a_bad_jira_secret_is_refused_for_good_and_says_what_is_wrong(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch, value: str, says: str
 ) -> None:
-    services.aws("secretsmanager").create_secret(Name="jsync/test/jira", SecretString=value)
-    monkeypatch.setenv("JSYNC_JIRA_SECRET_NAME", "jsync/test/jira")
-    services.reset()
+    deploy_secret(monkeypatch, "JSYNC_JIRA_SECRET_NAME", "jsync/test/jira", value)
     with pytest.raises(SecretUnavailable) as caught:
         services.get_settings().jira_credentials()
     assert not isinstance(caught.value, SecretReadFailed)

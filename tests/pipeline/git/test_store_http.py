@@ -234,3 +234,33 @@ def test_removing_a_name_a_tree_lacks_changes_nothing() -> None:
     tree = RawTree.build([(b"K-1.json", 0o100644, b"\x01" * 20)])
     same, delta = tree.with_entry(b"K-2.json", 0o100644, None)
     assert same is tree and apply_delta(tree.data, delta) == tree.data
+
+
+def test_a_push_the_server_declines_is_rejected_with_its_reason(server: GitServer, tmp_path: Path) -> None:
+    # Given the host refuses pushes to the branch (a protection rule, here a pre-receive hook)
+    hook = server.root / "repo.git" / "hooks" / "pre-receive"
+    hook.parent.mkdir(exist_ok=True)
+    hook.write_text("#!/bin/sh\necho 'main is protected' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "cache.git", token=TOKEN)
+    store.fetch()
+    store.stage({"issues/A/A-1.json": b"{}\n"}, AUTHOR, 1764000000, "A-1: created\n")
+    # When it pushes, the refusal names the branch and why; nothing moved
+    with pytest.raises(PushRejected, match="refs/heads/main: .*declined"):
+        store.push()
+    assert store.tip is None
+    assert git(server.root / "repo.git", "for-each-ref").strip() == ""
+
+
+def test_the_remote_tip_is_asked_with_the_token_which_no_error_repeats(server: GitServer, tmp_path: Path) -> None:
+    from pipeline.git.store import remote_tip
+
+    store = GitStore(server.url("repo.git"), "main", tmp_path / "cache.git", token=TOKEN)
+    store.fetch()
+    assert remote_tip(server.url("repo.git"), "main", TOKEN) is None  # empty
+    store.stage({"issues/A/A-1.json": b"{}\n"}, AUTHOR, 1764000000, "A-1: created\n")
+    store.push()
+    assert remote_tip(server.url("repo.git"), "main", TOKEN) == store.tip
+    with pytest.raises(RemoteUnavailable) as raised:
+        remote_tip(server.url("repo.git"), "main", "wrong-" + TOKEN)
+    assert TOKEN not in str(raised.value)
