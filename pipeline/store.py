@@ -123,6 +123,7 @@ def unreadable_key(event_id: str) -> str:
     return f"{UNREADABLE_PREFIX}{_check(EVENT_ID, event_id, 'event id')}.json"
 
 
+FIELD_CATALOGUE_KEY = "fields/catalogue.json"  # Jira's field catalogue, as `pipeline.fields` keeps it
 SYNC_CURSOR = "sync/cursor.json"
 PENDING_PREFIX = "sync/pending/"
 
