@@ -9,8 +9,8 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
-from pipeline import services
-from pipeline.git.commits import BatchResult, commit_batch
+from pipeline import fields, services
+from pipeline.git.commits import commit_batch, commit_fields
 from pipeline.git.drain import Bounds, drain
 from pipeline.git.store import PushRejected, RemoteUnavailable
 from pipeline.messages import Change
@@ -27,10 +27,11 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         git = services.git_store()
         # Ask the remote first: while it is down, changes stay queued, untouched, and use up none of their receives.
         git.fetch()
+        commit_fields(git, fields.load(services.store()), time.time())
         result = drain(
             services.queue_bus(),
             settings.commits_queue,
-            lambda changes: _commit(changes, git),
+            lambda changes: commit_batch(changes, git, services.git_records(), _document),
             Bounds(settings.commit_batch_changes, settings.commit_batch_seconds, settings.commit_visibility_seconds),
             lambda: deadline - time.monotonic(),
         )
@@ -53,10 +54,6 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     )
     _record_push(git.tip.decode() if git.tip else None)
     return _done()
-
-
-def _commit(changes: list[Change], git: Any) -> BatchResult:
-    return commit_batch(changes, git, services.git_records(), _document)
 
 
 def _document(change: Change) -> Any:

@@ -12,6 +12,8 @@ from typing import Any
 from pipeline.ids import canonical_json
 from pipeline.store import FIELD_CATALOGUE_KEY, Store
 
+GIT_PATH = "fields.json"  # where the committer keeps the catalogue in git, at the repository's root
+
 
 def catalogue_of(answer: Any) -> list[dict[str, Any]]:
     """Jira's answer trimmed to what JSync keeps of each field (id, name, schema), sorted by id, so the same
@@ -45,7 +47,11 @@ def load(store: Store) -> list[dict[str, Any]]:
 
 def names(store: Store) -> dict[str, str]:
     """Field id to name, for every field the catalogue knows; a field it does not know keeps its id."""
-    return {field["id"]: field["name"] for field in load(store)}
+    return names_in(load(store))
+
+
+def names_in(catalogue: list[dict[str, Any]]) -> dict[str, str]:
+    return {field["id"]: field["name"] for field in catalogue}
 
 
 def name_of(field: str, known: dict[str, str]) -> str:

@@ -77,6 +77,30 @@ _FORBIDDEN = "You do not have the permission to see the specified issue."
 _RESOURCE_PATH = r"/rest/api/([23])/(status|priority|project|issuetype|resolution)/([^/]+)"
 _GONE = "The requested API has been removed. Please migrate to the /rest/api/3/search/jql API."
 
+# What GET /rest/api/3/field answers for the fields this site renders (Jira Cloud's names and schemas), in the
+# order Jira lists them: not sorted. Custom fields are named, so names people read can be checked against ids.
+_FIELD_DEFINITIONS = [
+    ("summary", "Summary", {"type": "string", "system": "summary"}),
+    ("status", "Status", {"type": "status", "system": "status"}),
+    ("issuetype", "Issue Type", {"type": "issuetype", "system": "issuetype"}),
+    ("assignee", "Assignee", {"type": "user", "system": "assignee"}),
+    ("reporter", "Reporter", {"type": "user", "system": "reporter"}),
+    ("priority", "Priority", {"type": "priority", "system": "priority"}),
+    ("labels", "Labels", {"type": "array", "items": "string", "system": "labels"}),
+    ("description", "Description", {"type": "string", "system": "description"}),
+    ("project", "Project", {"type": "project", "system": "project"}),
+    (
+        "customfield_10016",
+        "Story point estimate",
+        {"type": "number", "custom": "com.pyxis.greenhopper.jira:jsw-story-points", "customId": 10016},
+    ),
+    (
+        "customfield_10020",
+        "Sprint",
+        {"type": "array", "items": "json", "custom": "com.pyxis.greenhopper.jira:gh-sprint", "customId": 10020},
+    ),
+]
+
 
 def iso(ms: int, zone: tzinfo = UTC) -> str:
     """Jira's timestamp format, in `zone`: 2026-01-05T09:00:00.000+0000, or 2026-01-05T04:00:00.000-0500."""
@@ -803,6 +827,7 @@ class FakeJira:
 
     def __init__(self, model: JiraModel, *, email: str = EMAIL, token: str = TOKEN) -> None:
         self.model = model
+        self.field_names: dict[str, str] = {}  # a test renames a field here, as an admin would in Jira
         self._expected = "Basic " + base64.b64encode(f"{email}:{token}".encode()).decode()
         self.requests: list[LoggedRequest] = []
         # Jira may always return fewer items than asked; tests lower these to force paging.
@@ -950,7 +975,26 @@ class FakeJira:
             return self._resource("user", query.get("accountId", [""])[-1], int(match.group(1)))
         if method == "GET" and (match := re.fullmatch(_RESOURCE_PATH, path)):
             return self._resource(match.group(2), unquote(match.group(3)), int(match.group(1)))
+        if method == "GET" and re.fullmatch(r"/rest/api/([23])/field", path):
+            return self.field_catalogue()
         raise _Reply(404, _errors(f"The fake Jira does not serve {method} {path}."))
+
+    def field_catalogue(self) -> list[dict[str, Any]]:
+        """GET /rest/api/3/field as Jira answers it (a JSON array; renames in `field_names` apply)."""
+        return [
+            {
+                "id": ident,
+                "key": ident,
+                "name": self.field_names.get(ident, name),
+                "custom": ident.startswith("customfield_"),
+                "orderable": True,
+                "navigable": True,
+                "searchable": True,
+                "clauseNames": [ident],
+                "schema": schema,
+            }
+            for ident, name, schema in _FIELD_DEFINITIONS
+        ]
 
     def _visible(self, id_or_key: str) -> ModelIssue:
         issue = self.model.find(id_or_key)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline import reader, services
+from pipeline import fields, reader, services
 from pipeline.ids import canonical_json
 from pipeline.intake import enqueue_many
 from pipeline.messages import QueuedEvent
@@ -459,3 +459,46 @@ def test_an_event_too_big_for_a_message_is_sent_by_reference_in_its_batch(
     ]
     assert [e.body for e, _, _ in calls[0]] == [b"{}", None, b'{"a": 1}']
     assert store.get_bytes(events[1][0].raw_key) == big
+
+
+def test_each_run_keeps_jiras_field_catalogue_and_git_gets_fields_json_only_when_it_changed(
+    synced: Pipeline, fake: FakeJira
+) -> None:
+    # Given a first reconcile
+    synced.sync()
+    expected = fields.catalogue_of(fake.field_catalogue())
+    # Then the catalogue is kept and committed at the repository's root, names and all
+    assert fields.load(services.store()) == expected
+    assert synced.git_file(fields.GIT_PATH) == canonical_json(expected)
+    assert fields.names(services.store())["customfield_10016"] == "Story point estimate"
+    catalogue_commits = [c for c in synced.commits() if c.message.startswith("fields.json:")]
+    assert len(catalogue_commits) == 1
+
+    # When Jira's admin renames a field and reconcile runs again with nothing else to do
+    fake.field_names["customfield_10016"] = "Story points"
+    job = synced.sync()
+    # Then one commit carries the new name, and nothing else moved
+    assert job.state == "succeeded" and job.changes_fed == 0, job
+    assert fields.names(services.store())["customfield_10016"] == "Story points"
+    assert b'"name": "Story points"' in (synced.git_file(fields.GIT_PATH) or b"")
+    assert [c.message.split("\n", 1)[0] for c in synced.commits()[:1]] == [
+        "fields.json: Jira's field catalogue changed"
+    ]
+
+    # And a run with the same catalogue commits nothing
+    before = len(synced.commits())
+    synced.sync()
+    assert len(synced.commits()) == before
+
+
+def test_a_catalogue_jira_will_not_give_keeps_the_old_one_and_the_job_goes_on(synced: Pipeline, fake: FakeJira) -> None:
+    synced.sync()
+    kept = fields.load(services.store())
+    # Given Jira refusing the field catalogue
+    fake.inject(403, times=1, path="/rest/api/3/field")
+    fake.field_names["summary"] = "Title"
+    # When reconcile runs
+    job = synced.sync()
+    # Then the job succeeds and the catalogue is the one kept before
+    assert job.state == "succeeded", job
+    assert fields.load(services.store()) == kept

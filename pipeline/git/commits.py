@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline import fields
 from pipeline.git.store import GitStore, Person, PushRejected, redact
 from pipeline.ids import Order, canonical_json
 from pipeline.messages import Change
@@ -202,6 +203,34 @@ def commit_batch(
         )
         return BatchResult(committed, skipped, left)
     raise AssertionError("unreachable")
+
+
+def commit_fields(git: GitStore, catalogue: list[dict[str, Any]], now: float) -> bool:
+    """Commit Jira's field catalogue as `fields.json` when it differs from the branch's, and push it. False when
+    there is no catalogue or git holds it already (the usual case: one tree lookup, no push)."""
+    if not catalogue:
+        return False
+    if not git.fetched:
+        git.fetch()
+    content = canonical_json(catalogue)
+    for attempt in range(_PUSH_ATTEMPTS):
+        git.begin()
+        if git.stage({fields.GIT_PATH: content}, _JSYNC, int(now), _FIELDS_MESSAGE) is None:
+            return False
+        try:
+            git.push()
+            return True
+        except PushRejected:
+            if attempt == _PUSH_ATTEMPTS - 1:
+                raise
+            git.fetch()
+    raise AssertionError("unreachable")
+
+
+_JSYNC = Person("JSync", "jsync@jsync.invalid")
+_FIELDS_MESSAGE = (
+    "fields.json: Jira's field catalogue changed\n\nWhat each field id is called in Jira, as of the last reconcile.\n"
+)
 
 
 def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]:

@@ -27,6 +27,7 @@ COUNT_PATH = "/rest/api/3/search/approximate-count"
 ISSUE_PATH = "/rest/api/{}/issue/{}"
 CHANGELOG_PATH = "/rest/api/3/issue/{}/changelog"
 BULK_CHANGELOG_PATH = "/rest/api/3/changelog/bulkfetch"
+FIELDS_PATH = "/rest/api/3/field"
 
 RETRYABLE = frozenset({429, 503})
 LOOKUP_KINDS = frozenset({"status", "priority", "project", "issuetype", "resolution", "user"})
@@ -190,6 +191,11 @@ class JiraClient:
                 return None
             raise
 
+    def fields(self) -> Any:
+        """Jira's field catalogue: every system and custom field the user can see, as a JSON array of
+        `{"id", "name", "schema", ...}` (one request, whatever the site's size)."""
+        return self._call("GET", FIELDS_PATH)
+
     def changelog(self, issue_id: str) -> list[dict[str, Any]]:
         """The issue's whole changelog, oldest first, from the paged endpoint (`expand=changelog` drops old entries)."""
         path = CHANGELOG_PATH.format(_segment(issue_id))
@@ -242,6 +248,20 @@ class JiraClient:
         body: dict[str, Any] | None = None,
         issue: bool = False,
     ) -> dict[str, Any]:
+        decoded = self._call(method, path, query=query, body=body, issue=issue)
+        if not isinstance(decoded, dict):
+            raise JiraError(200, f"Jira answered {method} {path} with JSON that is not an object.")
+        return decoded
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        issue: bool = False,
+    ) -> Any:
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(self.max_retries + 1):
@@ -294,14 +314,11 @@ class JiraClient:
         # Full jitter: clients throttled together spread out instead of retrying in lockstep.
         return self._rng.uniform(0, min(self.backoff_cap, self.backoff_base * 2**attempt))
 
-    def _decode(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
+    def _decode(self, raw: bytes, method: str, path: str) -> Any:
         try:
-            decoded = json.loads(raw) if raw else {}
+            return json.loads(raw) if raw else {}
         except ValueError:
             raise JiraError(200, f"Jira answered {method} {path} with a body that is not JSON.") from None
-        if not isinstance(decoded, dict):
-            raise JiraError(200, f"Jira answered {method} {path} with JSON that is not an object.")
-        return decoded
 
     def _error(self, status: int, method: str, path: str, raw: bytes, *, issue: bool) -> JiraError:
         message = self._message(status, method, path, raw)

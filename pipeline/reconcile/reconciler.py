@@ -14,9 +14,11 @@ it is pending, or when the census misses it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+from pipeline import fields
 from pipeline.reconcile import jobs
 from pipeline.reconcile.failures import JobFailed
 from pipeline.reconcile.feed import Feed, Outgoing
@@ -33,6 +35,8 @@ from pipeline.reconcile.jobs import JobRecord, Resume
 from pipeline.reconcile.phases import Phases
 from pipeline.store import SYNC_CURSOR, Store
 
+log = logging.getLogger(__name__)
+
 
 class Reconciler:
     """Compares Jira with what JSync holds and feeds what is missing; one per step of a job."""
@@ -46,6 +50,8 @@ class Reconciler:
         lookback_minutes: int = 30,
     ) -> None:
         self.store = store
+        self.jira = jira
+        self.fields_changed = False  # this step saved a new field catalogue
         self.now_ms = now_ms
         self.lookback_minutes = lookback_minutes
         self.feed = Feed(send, now_ms)
@@ -92,7 +98,20 @@ class Reconciler:
         clauses.append(updated_since_clause(bound or 0))
         job.state, job.phase, job.started_at, job.message = "running", "pending", jobs.iso(now), None
         job.resume = Resume(started_ms=now, bound_ms=bound or 0, jql=" AND ".join(clauses) + " ORDER BY id ASC")
+        self._refresh_fields()
         jobs.save(self.store, job)
+
+    def _refresh_fields(self) -> None:
+        """Keep Jira's field catalogue current, once a job. Names are for people: a failure here keeps the catalogue
+        as it was and never stops the job."""
+        try:
+            catalogue = fields.catalogue_of(self.jira.fields())
+        except JiraError as exc:
+            log.warning("field catalogue not refreshed: %s", exc.message)
+            return
+        if catalogue and fields.save(self.store, catalogue):
+            log.info("field catalogue changed: %d fields", len(catalogue))
+            self.fields_changed = True
 
     def _finish(self, job: JobRecord, failed: str | None = None) -> None:
         now = self.now_ms()

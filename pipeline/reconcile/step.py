@@ -79,7 +79,10 @@ def run(job: JobRecord, store: Store, queues: Queues, settings: Settings, out_of
         _now_ms,
         settings.sync_lookback_minutes,
     )
-    if not reconciler.run(job, out_of_time):
+    ended = reconciler.run(job, out_of_time)
+    if reconciler.fields_changed:
+        queues.ring()  # the committer commits `fields.json` when it next runs: now, not at the next schedule
+    if not ended:
         # The next step is queued before it is recorded. The other way round, a failed send left the job at a step
         # this message's retry takes for a duplicate and drops: `running` for good, with nothing to carry it on.
         # This way a retry runs this step again (its progress is saved) and sends the same body, deduplicated.

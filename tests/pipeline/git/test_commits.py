@@ -15,10 +15,11 @@ from typing import Any
 
 import pytest
 
+from pipeline import fields
 from pipeline.backends.embedded import Database, SqliteObjects
-from pipeline.git.commits import GitRecord, GitRecords, commit_batch, shard_of
+from pipeline.git.commits import GitRecord, GitRecords, commit_batch, commit_fields, shard_of
 from pipeline.git.store import GitStore, Person, PushRejected
-from pipeline.ids import Order
+from pipeline.ids import Order, canonical_json
 from pipeline.messages import Change
 from pipeline.store import ObjectMissing, Store, StoreConflict, gitstate_key, record_shard_key
 from tests.builders import change_of
@@ -332,3 +333,22 @@ def test_a_move_whose_old_file_git_never_held_writes_the_new_file_only(store: St
     # Then the commit adds its file under the new key, and there is nothing under the old one
     assert remote_file(str(remote), BRANCH, "issues/NEW/NEW-600.json") is not None
     assert remote_file(str(remote), BRANCH, "issues/BIG/BIG-600.json") is None
+
+
+# --- Jira's field catalogue -------------------------------------------------------------------------------------
+
+
+def test_the_field_catalogue_is_committed_once_per_change_of_it(remote: Path, caches: Any) -> None:
+    git = caches("a")
+    catalogue = fields.catalogue_of([{"id": "customfield_10016", "name": "Story points", "schema": {"type": "number"}}])
+    # Without a catalogue nothing is committed
+    assert commit_fields(git, [], 1764000000.0) is False
+    # The first catalogue is one commit; the same again is none; a rename is one more
+    assert commit_fields(git, catalogue, 1764000000.0) is True
+    assert commit_fields(git, catalogue, 1764000001.0) is False
+    renamed = [{**catalogue[0], "name": "Estimate"}]
+    assert commit_fields(git, renamed, 1764000002.0) is True
+    assert remote_file(str(remote), BRANCH, fields.GIT_PATH) == canonical_json(renamed)
+    commits = remote_commits(str(remote), BRANCH)
+    assert [c.subject for c in commits] == ["fields.json: Jira's field catalogue changed"] * 2
+    assert {c.author for c in commits} == {"JSync <jsync@jsync.invalid>"}
