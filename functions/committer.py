@@ -27,11 +27,13 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         git = services.git_store()
         # Ask the remote first: while it is down, changes stay queued, untouched, and use up none of their receives.
         git.fetch()
-        commit_fields(git, fields.load(services.store()), time.time())
+        catalogue = fields.load(services.store())
+        commit_fields(git, catalogue, time.time())
+        names = fields.names_in(catalogue)
         result = drain(
             services.queue_bus(),
             settings.commits_queue,
-            lambda changes: commit_batch(changes, git, services.git_records(), _document),
+            lambda changes: commit_batch(changes, git, services.git_records(), _document, names),
             Bounds(settings.commit_batch_changes, settings.commit_batch_seconds, settings.commit_visibility_seconds),
             lambda: deadline - time.monotonic(),
         )

@@ -109,6 +109,11 @@ def git_path(key: str | None, issue_id: str) -> str:
     return f"issues/_unkeyed/{issue_id}.json"
 
 
+def markdown_path(json_path: str) -> str:
+    """The Markdown beside an issue's JSON in git: `issues/OPS/OPS-17.md`."""
+    return json_path.removesuffix(".json") + ".md"
+
+
 def actor(event: WebhookEvent) -> dict[str, str] | None:
     """Who made the change: the comment's or worklog's author for those events, else the webhook user."""
     kind = event.event_name.split("_", 1)[0]

@@ -47,7 +47,7 @@ def test_keys_jira_cannot_produce_are_filed_by_id_and_the_branch_checks_out(pipe
         check=True,
         capture_output=True,
     )
-    checked_out = {str(p.relative_to(clone)) for p in clone.rglob("*.json") if ".git" not in p.parts}
+    checked_out = {str(p.relative_to(clone)) for p in clone.rglob("*") if p.is_file() and ".git" not in p.parts}
     assert checked_out == paths
     status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"], capture_output=True, text=True)
     assert status.stdout == ""

@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline import fields
 from pipeline.git.store import GitStore, Person, PushRejected, redact
 from pipeline.ids import Order, canonical_json
+from pipeline.markdown import render_issue
 from pipeline.messages import Change
-from pipeline.snapshot import git_path
+from pipeline.snapshot import git_path, markdown_path
 from pipeline.store import Store, StoreConflict, record_shard_key
 
 log = logging.getLogger(__name__)
@@ -154,12 +155,17 @@ def shard_of(issue_id: str) -> int:
 
 
 def commit_batch(
-    changes: list[Change], git: GitStore, records: GitRecords, document: Callable[[Change], Any]
+    changes: list[Change],
+    git: GitStore,
+    records: GitRecords,
+    document: Callable[[Change], Any],
+    names: Mapping[str, str] | None = None,
 ) -> BatchResult:
     """Commit every change git does not hold yet, push once, and replay on a fresh tip if the remote moved.
 
     Changes of one issue are in order; issues are independent. A change that cannot be committed holds back its
-    issue's later changes (they are left for retry, in `left`) while every other issue goes on.
+    issue's later changes (they are left for retry, in `left`) while every other issue goes on. `names` (field id
+    to name, from Jira's catalogue) is what the Markdown beside each JSON calls fields.
     """
     if not git.fetched:
         git.fetch()
@@ -183,7 +189,7 @@ def commit_batch(
                 if record is not None and order <= record.order:
                     skipped.append(change.event_id)
                 else:
-                    staged[change.issue_id], made = _stage(change, record, git, document)
+                    staged[change.issue_id], made = _stage(change, record, git, document, names or {})
                     (committed if made else skipped).append(change.event_id)
             except Exception:
                 log.exception("change %s cannot be committed; its issue waits for retry", change.event_id)
@@ -256,17 +262,25 @@ def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]
 
 
 def _stage(
-    change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any]
+    change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any], names: Mapping[str, str]
 ) -> tuple[GitRecord, bool]:
+    """One commit for the change: the issue's JSON and Markdown written (or removed, or moved) together."""
     order = change.order
     new_path = None if change.deleted else git_path(change.key, change.issue_id)
     old_paths = {p for p in (record.path if record else None, _path_of(change.previous_key, change.issue_id)) if p}
-    writes: dict[str, bytes | None] = {p: None for p in old_paths if p != new_path}
-    content: bytes | None = None
+    writes: dict[str, bytes | None] = {}
+    for old in old_paths - {new_path}:
+        writes[old] = writes[markdown_path(old)] = None
     if new_path is not None:
-        content = canonical_json(change.document if change.document is not None else document(change))
-        writes[new_path] = content
-    made = git.stage(writes, _author(change), change.time_ms // 1000, commit_message(change)) is not None
+        doc = change.document if change.document is not None else document(change)
+        content = canonical_json(doc)
+        # The Markdown is rendered only when the JSON changes: a renamed field alone never makes a commit.
+        if writes or not git.holds(new_path, content):
+            writes[new_path] = content
+            writes[markdown_path(new_path)] = render_issue(doc, names).encode("utf-8", "backslashreplace")
+    made = (
+        bool(writes) and git.stage(writes, _author(change), change.time_ms // 1000, commit_message(change)) is not None
+    )
     return GitRecord(order, new_path), made
 
 

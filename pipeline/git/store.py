@@ -259,6 +259,12 @@ class GitStore:
         self.head = commit.id
         return commit.id
 
+    def holds(self, path: str, content: bytes) -> bool:
+        """Whether the staged head has exactly `content` at `path`."""
+        if self.head is None:
+            return False
+        return self.blob_id_in(self._tree(self._commit(self.head).tree), path) == Blob.from_string(content).id
+
     def blob_id_in(self, root: RawTree, path: str) -> bytes | None:
         *dirs, name = path.encode().split(b"/")
         tree = root
