@@ -1,4 +1,4 @@
-"""The FastAPI application: routes under /api/v1 and one error shape for every failure."""
+"""The FastAPI application: routes under /api/v1, the docs and timeline pages, one error shape for every failure."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api import static
 from api.auth import require_api_key
-from api.routes import health, issues, projects, sync
+from api.routes import health, issues, projects, sync, timeline
 from pipeline.errors import JSyncError
 from pipeline.settings import SecretUnavailable
 
@@ -29,10 +31,38 @@ def create_app() -> FastAPI:
         description="Every change to your Jira issues, as JSON snapshots in S3 and commits in git.",
         # Behind CloudFront the Host is the Function URL's: a slash redirect would send clients past CloudFront.
         redirect_slashes=False,
+        # Served below from JSync's own assets: the CDN FastAPI would load them from is not always reachable.
+        docs_url=None,
+        redoc_url=None,
     )
     app.include_router(health.router, prefix="/api/v1")
     for private in (issues.router, projects.router, sync.router):
         app.include_router(private, prefix="/api/v1", dependencies=[Depends(require_api_key)])
+    app.include_router(static.router)
+    app.include_router(timeline.router)  # checks the key itself: it answers a browser with a sign-in form
+
+    @app.get("/docs", include_in_schema=False)
+    async def _swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=static.url("swagger-ui/swagger-ui-bundle.js"),
+            swagger_css_url=static.url("swagger-ui/swagger-ui.css"),
+            swagger_favicon_url=static.url("favicon.svg"),
+            swagger_ui_parameters={"validatorUrl": None},  # else it sends the schema to validator.swagger.io
+        )
+        return _docs_page(page, "")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def _redoc() -> HTMLResponse:
+        page = get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            redoc_js_url=static.url("redoc/redoc.standalone.js"),
+            redoc_favicon_url=static.url("favicon.svg"),
+            with_google_fonts=False,
+        )
+        return _docs_page(page, " worker-src 'self' blob:;")
 
     @app.exception_handler(JSyncError)
     async def _jsync_error(_: Request, exc: JSyncError) -> JSONResponse:
@@ -78,6 +108,17 @@ def create_app() -> FastAPI:
 def _error(body: dict[str, str], status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
     # Errors are never cached (CloudFront would otherwise keep a 404 or 503 for its default TTL).
     return JSONResponse(body, status_code=status, headers={**(headers or {}), "Cache-Control": "no-store"})
+
+
+def _docs_page(page: HTMLResponse, extra: str) -> HTMLResponse:
+    # Nothing but JSync itself: ReDoc's footer logo from its CDN is refused before it leaves the browser.
+    policy = (
+        "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+        f"img-src 'self' data:; connect-src 'self'; base-uri 'none'; frame-ancestors 'none';{extra}"
+    )
+    page.headers["Content-Security-Policy"] = policy.rstrip(";")
+    page.headers["Cache-Control"] = "no-cache"  # asset digests change with a deploy
+    return page
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

@@ -126,13 +126,21 @@ class IssueListItem(BaseModel):
 
 class IssueList(BaseModel):
     items: list[IssueListItem]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same filters) for the next page; null when the listing is done. "
+        "A filtered page may hold fewer than `limit` items, even none, and still carry one."
+    )
 
 
 class FieldChange(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
     field: str = Field(examples=["status"])
+    name: str = Field(
+        description="The field's name in Jira's field catalogue; the `field` itself when the catalogue does not "
+        "know it (or JSync has no catalogue, without Jira credentials).",
+        examples=["Status"],
+    )
     from_: str | None = Field(alias="from", serialization_alias="from", examples=["To Do"])
     to: str | None = Field(examples=["In Progress"])
 
@@ -155,6 +163,40 @@ class HistoryItem(BaseModel):
 class History(BaseModel):
     items: list[HistoryItem]
     next_cursor: str | None
+
+
+class DiffChange(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    field: str = Field(
+        description="The field's id in the issue document's `fields` (`key` for the issue's key, which a move "
+        "changes).",
+        examples=["status"],
+    )
+    name: str = Field(
+        description="The field's name in Jira's field catalogue; the id when the catalogue does not know it.",
+        examples=["Status"],
+    )
+    from_: Any = Field(
+        alias="from",
+        serialization_alias="from",
+        description="The value at the `from` version, as JSON exactly as stored (not a string); null when absent.",
+        examples=[{"name": "To Do", "id": "10000"}],
+    )
+    to: Any = Field(
+        description="The value at the `to` version, as JSON exactly as stored; null when absent.",
+        examples=[{"name": "In Progress", "id": "3"}],
+    )
+
+
+class IssueDiff(BaseModel):
+    """The issue's fields that differ between two of its versions, by field id."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: str = Field(alias="from", serialization_alias="from", examples=["1764000000123-a1b2c3d4"])
+    to: str = Field(examples=["1764000100456-b0e1c2d3"])
+    changes: list[DiffChange] = Field(description="Sorted by field id; empty when the versions hold the same issue.")
 
 
 class Snapshot(BaseModel):
@@ -203,3 +245,10 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         s: ({"description": meaning[s]} if s == 304 else {"model": ErrorBody, "description": meaning[s]})
         for s in statuses
     }
+
+
+def json_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`errors` for a route whose own answer is not JSON: FastAPI would document its errors in the route's media
+    type, so name the JSON error shape explicitly (ErrorBody is in the schema's components through the others)."""
+    shape = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+    return {s: {"description": entry["description"], "content": shape} for s, entry in errors(*statuses).items()}

@@ -1,7 +1,8 @@
-"""The read side: issues, projects, history and versions from S3.
+"""The read side: issues, projects, history, versions and diffs from S3.
 
 Each answer takes a bounded number of S3 calls, but for history: one LIST per 1000 versions of the issue, as
-its snapshots are its history (one object per captured event, which the writer has to write anyway).
+its snapshots are its history (one object per captured event, which the writer has to write anyway); and the
+export, which reads a whole project by design, a page at a time.
 """
 
 from __future__ import annotations
@@ -13,12 +14,16 @@ import json
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline import jiratime
 from pipeline.errors import JSyncError
-from pipeline.ids import ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json
+from pipeline.fields import name_of, names
+from pipeline.ids import ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json, stored_json
 from pipeline.index import project_of
 from pipeline.records import LatestState, as_latest
 from pipeline.store import (
@@ -38,6 +43,11 @@ from pipeline.store import (
 # Bounded, so a path can never make an S3 key longer than S3 allows.
 _CURSOR_NAME = re.compile(r"^[A-Za-z0-9._-]{1,200}\.json$")
 _PARALLEL_READS = 16
+# A filtered listing page reads at most this many of the project's issues, matching or not, then hands back a
+# cursor to go on from: a filter that matches little costs pages, never an unbounded request.
+FILTER_SCAN = 500
+_EXPORT_PAGE = 100  # issues read per LIST while exporting a project
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -119,17 +129,126 @@ def projects(store: Store) -> list[dict[str, Any]]:
     return [{"key": c["project"], "name": c.get("name"), "issue_count": int(c["issue_count"])} for c in counts if c]
 
 
-def project_issues(store: Store, project: str, limit: int, cursor: str | None) -> Page:
+@dataclass(frozen=True)
+class IssueFilter:
+    """What a listing keeps: each given part must match (they combine with AND)."""
+
+    status: str | None = None  # the status name, case-insensitively
+    assignee: str | None = None  # the assignee's accountId (or Server username) exactly, or display name in any case
+    updated_since_ms: int | None = None  # `fields.updated` at or after this instant
+
+    @property
+    def active(self) -> bool:
+        return (self.status, self.assignee, self.updated_since_ms) != (None, None, None)
+
+    def matches(self, doc: dict[str, Any]) -> bool:
+        item_fields = doc.get("fields")
+        if not isinstance(item_fields, dict):
+            item_fields = {}
+        if self.status is not None:
+            status = _listing_item(doc)["status"]
+            if not isinstance(status, str) or status.casefold() != self.status.casefold():
+                return False
+        if self.assignee is not None and not _assigned_to(item_fields.get("assignee"), self.assignee):
+            return False
+        if self.updated_since_ms is not None:
+            updated = jiratime.epoch_ms(item_fields.get("updated"))
+            if updated is None or updated < self.updated_since_ms:
+                return False
+        return True
+
+
+def _assigned_to(assignee: Any, wanted: str) -> bool:
+    if not isinstance(assignee, dict):
+        return False
+    if wanted in (assignee.get("accountId"), assignee.get("name")):
+        return True
+    name = assignee.get("displayName")
+    return isinstance(name, str) and name.casefold() == wanted.casefold()
+
+
+def issue_filter(status: str | None, assignee: str | None, updated_since: str | None) -> IssueFilter:
+    """The listing's filters from its query; a time without a zone, or no time at all, is a 400."""
+    return IssueFilter(status, assignee, None if updated_since is None else _instant_ms(updated_since))
+
+
+def _instant_ms(value: str) -> int:
+    try:
+        moment = datetime.fromisoformat(value)
+        if moment.tzinfo is None:
+            # A zoneless time would be read in some zone the caller did not choose: a silent hours-wide gap.
+            raise _bad("invalid_updated_since", "updated_since needs a time zone, e.g. 2026-11-01T00:00:00Z.")
+        return (moment - _EPOCH) // timedelta(milliseconds=1)
+    except (ValueError, OverflowError):
+        raise _bad(
+            "invalid_updated_since", f"updated_since {value[:60]!r} is not an ISO-8601 time like 2026-11-01T00:00:00Z."
+        ) from None
+
+
+def project_issues(
+    store: Store, project: str, limit: int, cursor: str | None, where: IssueFilter | None = None
+) -> Page:
     """A page of a project's issues in id order: one LIST of its members plus `limit` parallel GETs of their
-    latest state."""
+    latest state. Filtered, it reads on until `limit` match or it has read `FILTER_SCAN` issues, so a page may
+    hold fewer than `limit` (even none) and still carry a `next_cursor`."""
     prefix = project_prefix(check_project(project)) + "issues/"
     after = _decode_cursor(cursor, prefix) if cursor else None
-    keys, more = store.list_keys(prefix, after, limit)
-    ids = [name for name in (key[len(prefix) :].removesuffix(".json") for key in keys) if name.isdigit()]
-    states = _read_many(store, [latest_key(str(int(name))) for name in ids])
-    # An issue deleted or moved away since the LIST is no longer the project's.
-    docs = [s["issue"] for s in states if s and not s.get("deleted") and project_of(s.get("issue")) == project]
-    return Page([_listing_item(doc) for doc in docs], _encode_cursor(keys[-1]) if more and keys else None)
+    if where is None or not where.active:
+        keys, more = store.list_keys(prefix, after, limit)
+        docs = [doc for doc in _members(store, project, prefix, keys) if doc is not None]
+        return Page([_listing_item(doc) for doc in docs], _encode_cursor(keys[-1]) if more and keys else None)
+    found: list[dict[str, Any]] = []
+    budget = FILTER_SCAN
+    while budget > 0:
+        # Read about what the page still needs (at least one parallel batch), never past the budget.
+        keys, more = store.list_keys(prefix, after, min(budget, max(limit - len(found), _PARALLEL_READS)))
+        for n, (key, doc) in enumerate(zip(keys, _members(store, project, prefix, keys), strict=True)):
+            if doc is not None and where.matches(doc):
+                found.append(_listing_item(doc))
+                if len(found) == limit:
+                    rest = more or n + 1 < len(keys)
+                    return Page(found, _encode_cursor(key) if rest else None)
+        if not keys or not more:
+            return Page(found, None)
+        budget -= len(keys)
+        after = keys[-1]
+    return Page(found, _encode_cursor(after) if after else None)
+
+
+def _members(store: Store, project: str, prefix: str, keys: list[str]) -> list[dict[str, Any] | None]:
+    """The latest document of each listed member, in order; None for one deleted or moved away since the LIST."""
+    members = [key[len(prefix) :].removesuffix(".json") for key in keys]
+    ids = [name for name in members if name.isdigit()]
+    states = iter(_read_many(store, [latest_key(str(int(name))) for name in ids]))
+    docs: list[dict[str, Any] | None] = []
+    for name in members:
+        state = next(states) if name.isdigit() else None
+        alive = state is not None and not state.get("deleted") and project_of(state.get("issue")) == project
+        docs.append(state["issue"] if alive and state is not None else None)
+    return docs
+
+
+def check_project_known(store: Store, project: str) -> None:
+    """404 for a project JSync never captured an issue of (one that has lost all its issues is still known)."""
+    if store.read_json(project_count_key(check_project(project))) is not None:
+        return
+    if not store.list_keys(project_prefix(project), None, 1)[0]:
+        raise JSyncError(404, "project_not_found", f"No issue of project {project} has been captured.")
+
+
+def export(store: Store, project: str) -> Iterator[bytes]:
+    """Every live issue of the project, its latest document as one line of JSON each (sorted keys), in id order:
+    one LIST and up to `_EXPORT_PAGE` parallel GETs at a time, so memory stays flat however big the project."""
+    prefix = project_prefix(check_project(project)) + "issues/"
+    after: str | None = None
+    while True:
+        keys, more = store.list_keys(prefix, after, _EXPORT_PAGE)
+        for doc in _members(store, project, prefix, keys):
+            if doc is not None:
+                yield stored_json(doc)
+        if not keys or not more:
+            return
+        after = keys[-1]
 
 
 def _listing_item(doc: dict[str, Any]) -> dict[str, Any]:
@@ -181,8 +300,12 @@ def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
     shown = [(_with_changelog(v, read[v.name]), read[v.name]) for v in page if v.name in read]
     if not shown and cursor is None and state is None:
         raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
-    fields = ("version", "event", "event_time", "actor", "changes")
-    items = [{k: item[k] for k in fields} for item in (_history_item(s, v.name) for v, s in shown)]
+    keep = ("version", "event", "event_time", "actor", "changes")
+    items = [{k: item[k] for k in keep} for item in (_history_item(s, v.name) for v, s in shown)]
+    if items:
+        known = names(store)
+        for item in items:
+            item["changes"] = [_named(change, known) for change in item["changes"]]
     more = len(listed) > limit and bool(shown)
     return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None)
 
@@ -221,6 +344,11 @@ def _read_snapshots(store: Store, issue_id: str, versions: list[_Version]) -> di
     return {v.name: s for v, s in zip(versions, snapshots, strict=True) if s is not None}
 
 
+def _named(change: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:
+    field = change.get("field")
+    return {**change, "name": name_of(field, known) if isinstance(field, str) else str(field)}
+
+
 def _history_item(snapshot: dict[str, Any], version_id: str) -> dict[str, Any]:
     capture = snapshot["capture"]
     return {
@@ -242,6 +370,39 @@ def version(store: Store, ref: str, version_id: str) -> dict[str, Any]:
     if found is None:
         raise JSyncError(404, "version_not_found", f"Issue {ref} has no version {version_id}.")
     return found.data
+
+
+def diff(store: Store, ref: str, from_version: str, to_version: str) -> dict[str, Any]:
+    """The fields that differ between two versions of an issue, by field id, with their JSON values as stored.
+
+    Either order works (`from` is read as the before); the same version twice gives no changes. A version whose
+    snapshot holds no document (a deletion captured without the issue) compares as an issue without fields.
+    Two GETs of snapshots and one of the field catalogue (none when nothing differs).
+    """
+    issue_id = resolve(store, ref)
+    for version_id in (from_version, to_version):
+        if not VERSION.fullmatch(version_id):
+            raise _bad("invalid_version", f"{version_id[:60]!r} is not a version; take one from the issue's history.")
+    wanted = [from_version] if from_version == to_version else [from_version, to_version]
+    snapshots = _read_many(store, [version_key(issue_id, v) for v in wanted])
+    for version_id, snapshot in zip(wanted, snapshots, strict=True):
+        if snapshot is None:
+            raise JSyncError(404, "version_not_found", f"Issue {ref} has no version {version_id}.")
+    before, after = (_diffable(s) for s in (snapshots[0], snapshots[-1]))
+    changed = sorted(f for f in before.keys() | after.keys() if stored_json(before.get(f)) != stored_json(after.get(f)))
+    known = names(store) if changed else {}
+    changes = [{"field": f, "name": name_of(f, known), "from": before.get(f), "to": after.get(f)} for f in changed]
+    return {"from": from_version, "to": to_version, "changes": changes}
+
+
+def _diffable(snapshot: dict[str, Any] | None) -> dict[str, Any]:
+    """A version's fields by id, and its key (which a move changes); an absent field and a null one are alike."""
+    doc = (snapshot or {}).get("issue")
+    doc = doc if isinstance(doc, dict) else {}
+    values = dict(doc["fields"]) if isinstance(doc.get("fields"), dict) else {}
+    if "key" in doc:
+        values["key"] = doc["key"]
+    return {f: v for f, v in values.items() if v is not None}
 
 
 def _read_many(store: Store, keys: list[str]) -> list[dict[str, Any] | None]:

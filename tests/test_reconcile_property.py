@@ -55,7 +55,9 @@ def content(pipeline: Pipeline) -> dict[str, Any]:
         while True:  # as the read API pages through it, newest first
             page = reader.history(store, issue_id, 100, cursor)
             history.setdefault(issue_id, []).extend(
-                [i["event"], i["event_time"], i["actor"], i["changes"]] for i in page.items
+                # Without `name`: it is the catalogue's, which only the run with a reconcile has.
+                [i["event"], i["event_time"], i["actor"], [_unnamed(c) for c in i["changes"]]]
+                for i in page.items
             )
             cursor = page.next_cursor
             if not cursor:
@@ -73,12 +75,20 @@ def content(pipeline: Pipeline) -> dict[str, Any]:
     }
 
 
+def _unnamed(change: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in change.items() if k != "name"}
+
+
 def git_tree(pipeline: Pipeline) -> dict[str, bytes]:
     repo = Repo(pipeline.settings.git_remote)
     try:
         tree = repo[repo.refs[f"refs/heads/{pipeline.settings.git_branch}".encode()]].tree
+        # The issues' JSON. `fields.json` exists only where a reconcile ran, and each Markdown file is its JSON
+        # rendered with the field names known when it was committed (tests/pipeline/git/test_markdown_in_git.py).
         return {
-            entry.path.decode(): bytes(repo[entry.sha].data) for entry in repo.object_store.iter_tree_contents(tree)
+            entry.path.decode(): bytes(repo[entry.sha].data)
+            for entry in repo.object_store.iter_tree_contents(tree)
+            if entry.path.endswith(b".json") and entry.path != b"fields.json"
         }
     finally:
         repo.close()

@@ -1,4 +1,4 @@
-"""Issues by key or id: the latest document, its history and any past version."""
+"""Issues by key or id: the latest document, its history, any past version and what changed between two."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Path, Query
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
-from api.models import History, IssueDocument, Snapshot, errors
+from api.models import History, IssueDiff, IssueDocument, Snapshot, errors
 from pipeline import reader, services
 from pipeline.ids import ISSUE_REF
 
@@ -62,3 +62,38 @@ async def get_version(
     version: Annotated[str, Path(description="A `version` from the history.", pattern=reader.VERSION.pattern)],
 ) -> Any:
     return await run_in_threadpool(reader.version, services.store(), key_or_id, version)
+
+
+@router.get(
+    "/{key_or_id}/diff",
+    response_model=IssueDiff,
+    responses=errors(400, 401, 404),
+    summary="The fields that differ between two versions of an issue",
+    description="Compares the issue documents at two `version`s from its history: each field of `fields` (and the "
+    "issue's `key`, which a move changes) whose value differs, sorted by field id, with both values as JSON exactly "
+    "as stored (objects stay objects, not strings) and the field's name from Jira's field catalogue. A field absent "
+    "at one version reads as null there. `from` newer than `to` is answered too (the same changes, reversed); the "
+    "same version twice gives no changes. A version that is not the issue's is a 404; the deletion's version holds "
+    "the issue as it was when deleted. Both parameters are required.",
+)
+async def get_diff(
+    key_or_id: IssueRef,
+    from_: Annotated[
+        str,
+        Query(
+            alias="from",
+            pattern=reader.VERSION.pattern,
+            description="The version to compare from.",
+            examples=["1764000000123-a1b2c3d4"],
+        ),
+    ],
+    to: Annotated[
+        str,
+        Query(
+            pattern=reader.VERSION.pattern,
+            description="The version to compare to.",
+            examples=["1764000100456-b0e1c2d3"],
+        ),
+    ],
+) -> Any:
+    return await run_in_threadpool(reader.diff, services.store(), key_or_id, from_, to)

@@ -244,7 +244,7 @@ def test_history_newest_first_and_each_version(stack: LocalStack, api: httpx.Cli
     for item in items:
         assert set(item) == HISTORY_FIELDS, item
         for change in item["changes"]:
-            assert set(change) == {"field", "from", "to"}, change
+            assert set(change) == {"field", "name", "from", "to"}, change
     assert [i["event"] for i in items] == [
         "comment_created",
         "jira:issue_updated",
@@ -256,9 +256,11 @@ def test_history_newest_first_and_each_version(stack: LocalStack, api: httpx.Cli
     assert times == sorted(times, reverse=True)
     assert [i["version"] for i in items] == [f"{t}-{e}" for t, e in zip(times, reversed(ids[:4]), strict=True)]
     assert items[0]["actor"]["displayName"] == "Grace Example"  # the comment's author
-    assert items[0]["changes"] == [{"field": "comment", "from": None, "to": "10301"}]
-    assert items[1]["changes"] == [{"field": "assignee", "from": "Ada Example", "to": "Grace Example"}]
-    assert items[2]["changes"] == [{"field": "status", "from": "To Do", "to": "In Progress"}]
+    assert items[0]["changes"] == [{"field": "comment", "name": "comment", "from": None, "to": "10301"}]
+    assert items[1]["changes"] == [
+        {"field": "assignee", "name": "assignee", "from": "Ada Example", "to": "Grace Example"}
+    ]
+    assert items[2]["changes"] == [{"field": "status", "name": "status", "from": "To Do", "to": "In Progress"}]
     assert items[2]["actor"]["displayName"] == "Ada Example"
     assert items[3]["changes"] == []
     assert api.get("/issues/10042/history").json() == body
@@ -319,8 +321,8 @@ def test_moves_and_deletes(stack: LocalStack, api: httpx.Client) -> None:
     assert history == api.get("/issues/OPS-17/history").json()
     assert len(history["items"]) == 5
     assert history["items"][0]["changes"] == [
-        {"field": "project", "from": "Operations", "to": "Platform"},
-        {"field": "Key", "from": "OPS-17", "to": "PLAT-5"},
+        {"field": "project", "name": "project", "from": "Operations", "to": "Platform"},
+        {"field": "Key", "name": "Key", "from": "OPS-17", "to": "PLAT-5"},
     ]
 
     # The delete: 410 under every name, with the deletion time

@@ -257,7 +257,7 @@ def test_history_is_newest_first_and_pages_through_the_handler(story: Pipeline, 
     assert [i["event_time"] for i in items] == sorted((fixture_json(n)["timestamp"] for n in STORY), reverse=True)
     assert items[1]["actor"]["displayName"] == "Grace Example"  # the comment's author
     status_change = items[3]["changes"]
-    assert {"field": "status", "from": "To Do", "to": "In Progress"} in status_change
+    assert {"field": "status", "name": "status", "from": "To Do", "to": "In Progress"} in status_change
     # The same history by key, two at a time, with the cursor carried in rawQueryString
     paged: list[dict[str, Any]] = []
     query: dict[str, Any] = {"limit": 2}
