@@ -239,16 +239,9 @@ class JiraClient:
 
     # --- transport --------------------------------------------------------------------------------
 
-    def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: dict[str, str] | None = None,
-        body: dict[str, Any] | None = None,
-        issue: bool = False,
-    ) -> dict[str, Any]:
-        decoded = self._call(method, path, query=query, body=body, issue=issue)
+    def _json(self, method: str, path: str, **how: Any) -> dict[str, Any]:
+        """`_call` for the endpoints that answer a JSON object (all but the field catalogue)."""
+        decoded = self._call(method, path, **how)
         if not isinstance(decoded, dict):
             raise JiraError(200, f"Jira answered {method} {path} with JSON that is not an object.")
         return decoded
