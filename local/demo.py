@@ -51,6 +51,8 @@ def main() -> int:
         "\nWhere to look (give it a second):\n"
         f"  git --git-dir {redact(settings.git_remote)} log --stat main\n"
         f"  git --git-dir {redact(settings.git_remote)} show main:issues/PLAT/PLAT-5.json\n"
+        f"  git --git-dir {redact(settings.git_remote)} show main:issues/PLAT/PLAT-5.md\n"
+        f"  {base}/issues/PLAT-5/timeline\n"
         f"  {base}/api/v1/health\n"
         f"  objects raw/, snapshots/, latest/: {where_objects(settings)}"
     )
