@@ -167,3 +167,12 @@ def stub_depth(stubber: Stubber, url: str, waiting: int) -> None:
         {"Attributes": {names[0]: str(waiting), names[1]: "0"}},
         {"QueueUrl": url, "AttributeNames": names},
     )
+
+
+def json_safe(value: Any) -> bool:
+    """Whether `value` has a strict JSON form (no NaN or infinity), so it can be read back from JSON."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        return False
+    return True

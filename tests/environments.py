@@ -4,13 +4,15 @@ home. Tests and fixtures build them from here."""
 from __future__ import annotations
 
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from dulwich.repo import Repo
 
 from local.resources import create_resources
-from local.stack import free_port
+from local.stack import LocalStack, free_port
 from pipeline import services
 from pipeline.settings import Settings, get_settings
 
@@ -66,3 +68,21 @@ def stack_env(home: Path) -> dict[str, str]:
         "JSYNC_GIT_REMOTE": "",
         "JSYNC_GIT_CACHE": str(home / "committer.git"),
     }
+
+
+@contextmanager
+def keyed_stack(home: Path, monkeypatch: pytest.MonkeyPatch, api_keys: str) -> Iterator[LocalStack]:
+    """A local stack on `home` (its own git remote, no webhook secret) whose API wants one of `api_keys`, as
+    JSYNC_API_KEYS says them."""
+    for k, v in stack_env(home).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("JSYNC_GIT_REMOTE")
+    monkeypatch.delenv("JSYNC_WEBHOOK_SECRET", raising=False)
+    monkeypatch.setenv("JSYNC_API_KEYS", api_keys)
+    stack = LocalStack()
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        services.reset()

@@ -16,9 +16,8 @@ import httpx
 import pytest
 
 from local.stack import LocalStack
-from pipeline import services
+from tests import environments
 from tests.builders import fixture_bytes
-from tests.environments import stack_env
 
 BEFORE_THE_MOVE = [
     ("issue_created.json", "application/json"),  # OPS-17 (10042), To Do, Ada
@@ -449,18 +448,8 @@ KEYS = ("first-key-3f9a", "second-key-77c1")
 
 @pytest.fixture
 def keyed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
-    for k, v in stack_env(tmp_path / "home").items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("JSYNC_GIT_REMOTE")
-    monkeypatch.delenv("JSYNC_WEBHOOK_SECRET", raising=False)
-    monkeypatch.setenv("JSYNC_API_KEYS", f"{KEYS[0]}, {KEYS[1]}")
-    s = LocalStack()
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        services.reset()
+    with environments.keyed_stack(tmp_path / "home", monkeypatch, f"{KEYS[0]}, {KEYS[1]}") as stack:
+        yield stack
 
 
 def test_api_keys_when_configured(keyed_stack: LocalStack) -> None:

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from local.stack import LocalStack
-from pipeline import services
-from tests.environments import stack_env
+from tests import environments
 
 CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser")
 # As root in a container, with nothing to talk to but loopback: every other host name resolves to nothing.
@@ -79,15 +78,5 @@ KEYS = ("browser-key-5d1e", "other-key-90ab")
 @pytest.fixture
 def keyed_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalStack]:
     """A local stack whose API wants one of `KEYS`."""
-    for k, v in stack_env(tmp_path / "home").items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.delenv("JSYNC_GIT_REMOTE")
-    monkeypatch.delenv("JSYNC_WEBHOOK_SECRET", raising=False)
-    monkeypatch.setenv("JSYNC_API_KEYS", ",".join(KEYS))
-    s = LocalStack()
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        services.reset()
+    with environments.keyed_stack(tmp_path / "home", monkeypatch, ",".join(KEYS)) as stack:
+        yield stack

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.markdown import render_issue
 from pipeline.snapshot import issue_document
-from tests.builders import fixture_json
+from tests.builders import fixture_json, json_safe
 
 NAMES = {"customfield_10016": "Story points", "customfield_10020": "Sprint", "summary": "Summary"}
 
@@ -176,13 +176,5 @@ def test_any_document_renders_without_raising_deterministically(doc: dict[str, A
     assert rendered.startswith("# ")
     assert rendered.endswith("\n") and not rendered.endswith("\n\n")
     assert render_issue(copy.deepcopy(doc), dict(names)) == rendered
-    if _json_safe(doc):
+    if json_safe(doc):
         assert render_issue(json.loads(json.dumps(doc)), names) == rendered
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        return False
-    return True

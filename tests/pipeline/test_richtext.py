@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.richtext import MAX_DEPTH, cellify, escape, to_cell, to_markdown
+from tests.builders import json_safe
 
 CORPUS = Path(__file__).parent.parent / "fixtures" / "richtext"
 SAMPLES = sorted(p for p in CORPUS.iterdir() if p.name.endswith((".adf.json", ".wiki")))
@@ -152,7 +153,7 @@ wiki_text = st.lists(
 def test_any_json_value_renders_without_raising_and_deterministically(value: Any) -> None:
     first = to_markdown(value)
     assert isinstance(first, str)
-    if _json_safe(value):  # the same value read back from its JSON is the same bytes
+    if json_safe(value):  # the same value read back from its JSON is the same bytes
         assert to_markdown(json.loads(json.dumps(value))) == first
     assert to_markdown(value) == first
     assert "\n" not in to_cell(value)
@@ -162,14 +163,6 @@ def test_any_json_value_renders_without_raising_and_deterministically(value: Any
 @given(wiki_text)
 def test_any_wiki_text_renders_without_raising_and_deterministically(value: str) -> None:
     assert to_markdown(value) == to_markdown(value)
-
-
-def _json_safe(value: Any) -> bool:
-    try:
-        json.dumps(value, allow_nan=False)
-    except ValueError:
-        return False
-    return True
 
 
 @pytest.mark.parametrize("levels", [MAX_DEPTH + 5, 5_000])
