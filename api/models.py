@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -152,12 +152,55 @@ class Actor(BaseModel):
     displayName: str | None = None
 
 
+AttachmentState = Literal["stored", "skipped", "gone", "pending", "metadata_only"]
+_STATES = (
+    "`stored`: the content is in JSync (fetch it below); `skipped`: over the size limit, metadata only; `gone`: "
+    "deleted in Jira before JSync copied it; `pending`: being copied; `metadata_only`: JSync has no Jira credentials."
+)
+
+
+class AttachmentNote(BaseModel):
+    """What became of an attachment this version added."""
+
+    id: str = Field(examples=["10231"])
+    filename: str = Field(examples=["trace.log"])
+    size: int | None = Field(description="Bytes.", examples=[48213])
+    state: AttachmentState = Field(description=_STATES, examples=["stored"])
+    reason: str | None = Field(description="Why it was not stored, if it was not.", examples=[None])
+
+
 class HistoryItem(BaseModel):
     version: str = Field(examples=["1764000100456-b0e1c2d3"])
     event: str = Field(examples=["jira:issue_updated"])
     event_time: int = Field(description="Epoch milliseconds, from the webhook's timestamp.", examples=[1764000100456])
     actor: Actor | None
     changes: list[FieldChange]
+    attachments: list[AttachmentNote] = Field(
+        default_factory=list,
+        description="Attachments this version added whose copy JSync has settled (stored, skipped or gone).",
+    )
+
+
+class Attachment(BaseModel):
+    """One attachment of an issue: Jira's metadata and what JSync kept of it."""
+
+    id: str = Field(examples=["10231"])
+    filename: str = Field(examples=["trace.log"])
+    size: int | None = Field(description="Bytes.", examples=[48213])
+    mime_type: str = Field(examples=["text/plain"])
+    state: AttachmentState = Field(description=_STATES, examples=["stored"])
+    sha256: str | None = Field(
+        description="Of the stored content.",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    reason: str | None = Field(description="Why it was not stored, if it was not.", examples=[None])
+    version: str | None = Field(
+        description="The history version that first listed it.", examples=["1764000100456-b0e1c2d3"]
+    )
+
+
+class Attachments(BaseModel):
+    items: list[Attachment]
 
 
 class History(BaseModel):

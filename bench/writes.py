@@ -30,7 +30,7 @@ from functions import committer, writer
 from local.poller import LocalContext
 from local.resources import create_resources
 from pipeline import services
-from pipeline.backends import ObjectStore, StoredObject
+from pipeline.backends import ObjectStore, Readable, StoredObject
 from pipeline.messages import QueuedEvent
 from pipeline.settings import get_settings
 from pipeline.store import raw_key
@@ -79,6 +79,13 @@ class CountingObjects:
     def get(self, key: str) -> StoredObject | None:
         self.calls["get", prefix_of(key)] += 1
         return self.inner.get(key)
+
+    def put_stream(self, key: str, stream: Readable, content_type: str) -> None:
+        self.calls["put", prefix_of(key)] += 1
+        self.inner.put_stream(key, stream, content_type)
+
+    def presign(self, key: str, filename: str, content_type: str, seconds: int) -> str | None:
+        return self.inner.presign(key, filename, content_type, seconds)
 
     def delete(self, key: str) -> None:
         self.calls["delete", prefix_of(key)] += 1

@@ -14,6 +14,7 @@ from pipeline.capture import capture
 from pipeline.messages import Change, QueuedEvent
 from pipeline.queues import Queues
 from pipeline.refusals import AcceptedMarker
+from pipeline.settings import get_settings
 
 logger = Logger(service="jsync-writer")
 accepted = AcceptedMarker()  # health tells "every delivery refused" from "some refused" by this
@@ -47,10 +48,12 @@ class Outbox:
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     _note_accepted(event.get("Records") or [])
     outbox = Outbox(services.queues())
+    # Attachment contents are fetched from Jira, so only with Jira credentials; otherwise metadata only.
+    ask_copies = services.queues().send_copies if get_settings().jira_configured else None
 
     def record_handler(record: SQSRecord) -> None:
         outbox.before(record.attributes.message_group_id or "")
-        result = capture(QueuedEvent.from_json(record.body), services.store(), outbox.add)
+        result = capture(QueuedEvent.from_json(record.body), services.store(), outbox.add, ask_copies=ask_copies)
         logger.info(
             "captured", extra={"event_id": result.event_id, "issue_id": result.issue_id, "advanced": result.advanced}
         )

@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from pipeline import services
-from pipeline.settings import Settings
+from pipeline.settings import Settings, dead_letter_name
 
 MAX_RECEIVE_COUNT = 5
 VISIBILITY_TIMEOUT = 60  # seconds; the pollers shorten it per failed message so retries come quickly
@@ -32,7 +32,9 @@ def create_embedded_queues(settings: Settings) -> None:
         queues.create(dlq, None, VISIBILITY_TIMEOUT)
         sync = source == settings.sync_queue
         by_content = sync or source == settings.bell_queue
-        queues.create(source, dlq, SYNC_VISIBILITY_TIMEOUT if sync else VISIBILITY_TIMEOUT, content_dedup=by_content)
+        # A copy of a large attachment takes minutes, like a reconcile step.
+        slow = sync or source == settings.attachments_queue
+        queues.create(source, dlq, SYNC_VISIBILITY_TIMEOUT if slow else VISIBILITY_TIMEOUT, content_dedup=by_content)
 
 
 def create_aws_resources(settings: Settings, s3: Any, sqs: Any) -> None:
@@ -55,6 +57,11 @@ def create_aws_resources(settings: Settings, s3: Any, sqs: Any) -> None:
             settings.bell_queue,
             settings.bell_dlq,
             {"VisibilityTimeout": str(VISIBILITY_TIMEOUT), "ContentBasedDeduplication": "true"},
+        ),
+        (
+            settings.attachments_queue,
+            dead_letter_name(settings.attachments_queue),
+            {"VisibilityTimeout": str(SYNC_VISIBILITY_TIMEOUT)},
         ),
     ]
     for source, dlq, extra in queues:

@@ -115,7 +115,7 @@ class LocalStack:
                 log.info("%d messages a previous run had in hand are queued again", released)
         _ensure_bare_remote(s)
         _drop_stale_git_locks(s)
-        from functions import committer, reconcile, writer  # after settings are final: they build clients lazily
+        from functions import attachments, committer, reconcile, writer  # after settings are final: lazy clients
 
         # Several writers, as Lambda runs one per message group in flight; one committer, as deployed.
         consumers = [(f"writer-{n}", s.events_queue, writer.lambda_handler) for n in range(_WRITERS)]
@@ -136,6 +136,18 @@ class LocalStack:
                 self.retry_delay,
                 timeout=SYNC_VISIBILITY_TIMEOUT,
                 stop_grace=_SYNC_STOP_GRACE,
+            )
+        )
+        # Attachment copies (with Jira credentials): slow downloads, so the reconcile's visibility timeout.
+        self.pollers.append(
+            Poller(
+                "attachments",
+                bus,
+                s.attachments_queue,
+                attachments.lambda_handler,
+                self.retry_delay,
+                timeout=SYNC_VISIBILITY_TIMEOUT,
+                stop_grace=_SYNC_STOP_GRACE,  # an abandoned copy is queued again and starts over
             )
         )
         for poller in self.pollers:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from pipeline.attachments import AttachmentRef, added
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
 from pipeline.ids import Order
@@ -49,6 +50,7 @@ _MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a chan
 _CAS_ATTEMPTS = 20
 _FULL_ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 _DELETED = "jira:issue_deleted"
+AskCopies = Callable[[list[AttachmentRef]], None]  # queues copies of attachment contents (with Jira credentials)
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ def capture(
     store: Store,
     send_change: Callable[[Change], None],
     now_ms: Callable[[], int] = lambda: int(time.time() * 1000),
+    ask_copies: AskCopies | None = None,
 ) -> Captured:
     """Store one event; safe to run again for the same event after a crash at any point.
 
@@ -82,7 +85,7 @@ def capture(
     event: WebhookEvent | None = None
     try:
         event = parse_event(body, queued.content_type, queued.received_ms)
-        return _capture_event(event, queued, store, send_change, now_ms)
+        return _capture_event(event, queued, store, send_change, now_ms, ask_copies)
     except _RETRIED:
         raise
     except _UNINTERPRETABLE as exc:
@@ -125,6 +128,7 @@ def _capture_event(
     store: Store,
     send_change: Callable[[Change], None],
     now_ms: Callable[[], int],
+    ask_copies: AskCopies | None,
 ) -> Captured:
     if event.issue_id is None:
         return Captured(queued.event_id, None, None, advanced=False)
@@ -135,7 +139,7 @@ def _capture_event(
         seen = _read(store, issue_id, _entry(event), queued.event_id, snap_key)
         decision = decide(event, queued, seen, now_ms())
         try:
-            return _write(decision, seen.current, event, queued, store, send_change, snap_key)
+            return _write(decision, seen.current, event, queued, store, send_change, snap_key, ask_copies)
         except StoreConflict:
             continue
     raise StoreConflict(latest_key(issue_id))
@@ -253,6 +257,7 @@ def _write(
     store: Store,
     send_change: Callable[[Change], None],
     snap_key: str,
+    ask_copies: AskCopies | None = None,
 ) -> Captured:
     """Carry out `decision`; latest/ is written only if it is still `expected` (else StoreConflict: read again)."""
     issue_id = str(event.issue_id)
@@ -277,6 +282,12 @@ def _write(
             # The snapshot before latest/, which names it; the claim goes in with latest/'s move, in the same write.
             stored = _put_snapshot(store, snap_key, decision.snapshot)
             new_state = decision.state_from(stored, snap_key, event)
+            if ask_copies is not None and not new_state["deleted"]:
+                # Before latest/ moves: once it has, a retry sees no attachment as new. A request sent for a move
+                # that then loses its race asks for an attachment the issue really has, which is harmless.
+                version = snap_key.rsplit("/", 1)[-1].removesuffix(".json")
+                if refs := added(decision.previous_doc, new_state["issue"], issue_id, version):
+                    ask_copies(refs)
             store.write_json(latest, new_state, expected)
             # The change for git first: a slow index (a busy project count) must not hold git back.
             captured = _advance(event, queued, send_change, new_state, snap_key)

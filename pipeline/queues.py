@@ -1,7 +1,7 @@
 """FIFO queues: where each message goes and with which deduplication id, sent ten to a call.
 
 The caller names an event's group (`payload.message_group`, `payload.issue_group`); changes go in their issue's
-group, bells and reconcile steps in one group each."""
+group, attachment copies in one group each, bells and reconcile steps in one group each."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import hashlib
 import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.backends import Outgoing, QueueBus
 from pipeline.messages import Change, QueuedEvent
+
+if TYPE_CHECKING:  # ingest ships this module without the attachments one
+    from pipeline.attachments import AttachmentRef
 
 BELL_GROUP = "committer"  # one group on the bell queue: the committer never runs twice at once
 SYNC_GROUP = "reconcile"  # one group: one reconcile job runs at a time
@@ -30,6 +33,7 @@ class Queues:
         commits_queue: str,
         sync_queue: str | None = None,
         bell_queue: str | None = None,
+        attachments_queue: str | None = None,
     ) -> None:
         self.bus = bus
         self.names = {"events": events_queue, "commits": commits_queue}
@@ -37,6 +41,8 @@ class Queues:
             self.names["sync"] = sync_queue
         if bell_queue:
             self.names["bell"] = bell_queue
+        if attachments_queue:
+            self.names["attachments"] = attachments_queue
 
     def send_event(self, event: QueuedEvent, group: str, dedup_id: str | None = None) -> None:
         """`dedup_id` defaults to the event id: a delivery Jira retries within SQS's 5 minutes is queued once."""
@@ -63,6 +69,13 @@ class Queues:
         if "bell" in self.names:
             self.bus.send(self.names["bell"], [Outgoing('{"ring":true}', BELL_GROUP, uuid.uuid4().hex)])
 
+    def send_copies(self, refs: list[AttachmentRef]) -> None:
+        """Attachment copy requests, a group each: copies need no order, and one Jira keeps failing must not hold
+        back the others. Asked twice within 5 minutes, an attachment is queued once; a later repeat finds the
+        index's record and stops."""
+        outgoing = [Outgoing(r.to_json(), f"{r.issue_id}-{r.attachment_id}", _copy_dedup_id(r)) for r in refs]
+        self._send("attachments", outgoing)
+
     def send_sync(self, message: dict[str, Any]) -> None:
         """A reconcile job to start or continue; the body (job id and step) is its own deduplication id."""
         body = json.dumps(message, sort_keys=True, separators=(",", ":"))
@@ -86,6 +99,10 @@ def batches(outgoing: list[Outgoing]) -> Iterator[list[Outgoing]]:
         size += length
     if batch:
         yield batch
+
+
+def _copy_dedup_id(ref: AttachmentRef) -> str:
+    return hashlib.sha256(f"{ref.issue_id}:{ref.attachment_id}".encode()).hexdigest()
 
 
 def change_dedup_id(change: Change) -> str:

@@ -21,9 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline import jiratime
+from pipeline.attachments import AttachmentView, content_key
+from pipeline.attachments import records as attachment_records
+from pipeline.attachments import views as attachment_views
 from pipeline.errors import JSyncError
 from pipeline.fields import name_of, names
-from pipeline.ids import ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json, stored_json
+from pipeline.ids import ISSUE_ID, ISSUE_REF, PROJECT_KEY, VERSION, Order, canonical_json, stored_json
 from pipeline.index import project_of
 from pipeline.records import LatestState, as_latest
 from pipeline.store import (
@@ -48,6 +51,7 @@ _PARALLEL_READS = 16
 FILTER_SCAN = 500
 _EXPORT_PAGE = 100  # issues read per LIST while exporting a project
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+ATTACHMENT_ID = ISSUE_ID  # numeric, like issue ids
 
 
 @dataclass(frozen=True)
@@ -304,8 +308,11 @@ def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
     items = [{k: item[k] for k in keep} for item in (_history_item(s, v.name) for v, s in shown)]
     if items:
         known = names(store)
+        kept = attachment_records(store, issue_id)
         for item in items:
             item["changes"] = [_named(change, known) for change in item["changes"]]
+            # What became of the attachments this version added: stored, or skipped and why (one GET a page).
+            item["attachments"] = [_attachment_note(r) for r in kept.values() if r.get("version") == item["version"]]
     more = len(listed) > limit and bool(shown)
     return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None)
 
@@ -342,6 +349,59 @@ def _with_changelog(version: _Version, snapshot: dict[str, Any] | None) -> _Vers
 def _read_snapshots(store: Store, issue_id: str, versions: list[_Version]) -> dict[str, dict[str, Any]]:
     snapshots = _read_many(store, [version_key(issue_id, v.name) for v in versions])
     return {v.name: s for v, s in zip(versions, snapshots, strict=True) if s is not None}
+
+
+def _attachment_note(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: record.get(k) for k in ("id", "filename", "size", "state", "reason")}
+
+
+def issue_attachments(store: Store, ref: str, copying: bool) -> list[AttachmentView]:
+    """Every attachment an issue lists or once listed, with what JSync kept of it. A deleted issue's attachments
+    stay readable: keeping them is what a backup is for."""
+    return _attachments_of(store, ref, copying)[1]
+
+
+def _attachments_of(store: Store, ref: str, copying: bool) -> tuple[str, list[AttachmentView]]:
+    issue_id = resolve(store, ref)
+    found = store.latest(issue_id)
+    kept = attachment_records(store, issue_id)
+    if found is None and not kept:
+        raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
+    state = as_latest(found.data) if found else None
+    document = None if state is None or state.get("deleted") else state["issue"]
+    return issue_id, list(attachment_views(document, kept, copying))
+
+
+@dataclass(frozen=True)
+class StoredAttachment:
+    view: AttachmentView
+    key: str
+
+
+def stored_attachment(store: Store, ref: str, attachment_id: str, copying: bool) -> StoredAttachment:
+    """Where one attachment's content is, or a 404 that says why JSync has none."""
+    if not ATTACHMENT_ID.fullmatch(attachment_id):
+        raise _bad("invalid_attachment_id", f"{attachment_id[:40]!r} is not an attachment id (a number).")
+    issue_id, views = _attachments_of(store, ref, copying)
+    found = next((v for v in views if v.id == attachment_id), None)
+    if found is None:
+        raise JSyncError(404, "attachment_not_found", f"Issue {ref} has no attachment {attachment_id}.")
+    if found.state != "stored":
+        raise JSyncError(404, f"attachment_{found.state}", _not_stored(found))
+    return StoredAttachment(found, content_key(issue_id, attachment_id))
+
+
+def _not_stored(view: AttachmentView) -> str:
+    match view.state:
+        case "pending":
+            return f"Attachment {view.id} is being copied from Jira; try again in a minute."
+        case "metadata_only":
+            return (
+                f"JSync keeps attachment metadata only: it has no Jira credentials to copy {view.id} with "
+                "(set them as the README's Attachments section says)."
+            )
+        case _:
+            return f"Attachment {view.id} was not copied: {view.reason or view.state}"
 
 
 def _named(change: dict[str, Any], known: dict[str, str]) -> dict[str, Any]:

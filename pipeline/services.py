@@ -27,8 +27,10 @@ _CONFIG = Config(
 @cache
 def aws(service: str) -> Any:
     settings = get_settings()
+    # SigV4 for S3: presigned attachment URLs must work on buckets with KMS encryption and in every region.
+    config = _CONFIG.merge(Config(signature_version="s3v4")) if service == "s3" else _CONFIG
     return boto3.session.Session().client(  # type: ignore[call-overload]  # the service is a plain str here
-        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
+        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=config
     )
 
 
@@ -74,7 +76,14 @@ def store() -> Store:
 @lru_cache(maxsize=1)
 def queues() -> Queues:
     settings = get_settings()
-    return Queues(queue_bus(), settings.events_queue, settings.commits_queue, settings.sync_queue, settings.bell_queue)
+    return Queues(
+        queue_bus(),
+        settings.events_queue,
+        settings.commits_queue,
+        settings.sync_queue,
+        settings.bell_queue,
+        settings.attachments_queue,
+    )
 
 
 @lru_cache(maxsize=1)

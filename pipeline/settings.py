@@ -41,6 +41,8 @@ class Settings:
     commit_batch_changes: int = 1_000  # the most one push carries
     commit_batch_seconds: float = 5.0  # the longest the committer receives before it commits and pushes
     commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/git/drain.py)
+    attachments_queue: str = "jsync-local-attachments.fifo"  # copy requests for attachment contents
+    attachment_max_bytes: int = 100 * 1024 * 1024  # larger attachments keep their metadata only
 
     @property
     def database(self) -> Path:
@@ -103,12 +105,13 @@ class Settings:
 
     @property
     def queue_pairs(self) -> tuple[tuple[str, str], ...]:
-        """Every queue with its dead-letter queue: (source, DLQ) for events, commits, sync and bell, in that order."""
+        """Every queue with its dead-letter queue: (source, DLQ) for events, commits, sync, bell and attachments."""
         return (
             (self.events_queue, self.events_dlq),
             (self.commits_queue, self.commits_dlq),
             (self.sync_queue, self.sync_dlq),
             (self.bell_queue, self.bell_dlq),
+            (self.attachments_queue, dead_letter_name(self.attachments_queue)),
         )
 
     @property
@@ -268,6 +271,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         commit_batch_changes=max(1, int(e.get("JSYNC_COMMIT_BATCH_CHANGES", "1000"))),
         commit_batch_seconds=float(e.get("JSYNC_COMMIT_BATCH_SECONDS", "5")),
         commit_visibility_seconds=int(e.get("JSYNC_COMMIT_VISIBILITY_SECONDS", "240")),
+        attachments_queue=e.get("JSYNC_ATTACHMENTS_QUEUE", f"jsync-{stage}-attachments.fifo"),
+        attachment_max_bytes=int(e.get("JSYNC_ATTACHMENT_MAX_BYTES", str(100 * 1024 * 1024))),
     )
 
 

@@ -828,6 +828,8 @@ class FakeJira:
     def __init__(self, model: JiraModel, *, email: str = EMAIL, token: str = TOKEN) -> None:
         self.model = model
         self.field_names: dict[str, str] = {}  # a test renames a field here, as an admin would in Jira
+        # Attachment contents by id, served by GET /rest/api/3/attachment/content/{id} (binary, not JSON).
+        self.attachments: dict[str, bytes] = {}
         self._expected = "Basic " + base64.b64encode(f"{email}:{token}".encode()).decode()
         self.requests: list[LoggedRequest] = []
         # Jira may always return fewer items than asked; tests lower these to force paging.
@@ -927,9 +929,10 @@ class FakeJira:
             reply = _Reply(400, _errors("The request body is not valid JSON."))
         with self._lock:
             self.requests.append(LoggedRequest(method, path, query, body, reply.status, authorized))
-        payload = json.dumps(reply.body).encode()
+        binary = isinstance(reply.body, bytes)
+        payload = reply.body if binary else json.dumps(reply.body).encode()
         handler.send_response(reply.status)
-        handler.send_header("Content-Type", "application/json;charset=UTF-8")
+        handler.send_header("Content-Type", "application/octet-stream" if binary else "application/json;charset=UTF-8")
         handler.send_header("Content-Length", str(len(payload)))
         for name, value in reply.headers.items():
             handler.send_header(name, value)
@@ -977,6 +980,12 @@ class FakeJira:
             return self._resource(match.group(2), unquote(match.group(3)), int(match.group(1)))
         if method == "GET" and re.fullmatch(r"/rest/api/([23])/field", path):
             return self.field_catalogue()
+        if method == "GET" and (match := re.fullmatch(r"/rest/api/3/attachment/content/([0-9]+)", path)):
+            if query.get("redirect") != ["false"]:
+                raise _Reply(400, _errors("The fake only streams attachments itself (redirect=false)."))
+            if match.group(1) not in self.attachments:
+                raise _Reply(404, _errors("The attachment does not exist."))
+            return self.attachments[match.group(1)]
         raise _Reply(404, _errors(f"The fake Jira does not serve {method} {path}."))
 
     def field_catalogue(self) -> list[dict[str, Any]]:

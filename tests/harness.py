@@ -10,7 +10,7 @@ from typing import Any
 
 from dulwich.repo import Repo
 
-from functions import committer, ingest, reconcile, writer
+from functions import attachments, committer, ingest, reconcile, writer
 from local.poller import Poller
 from pipeline import services
 from pipeline.reconcile import jobs
@@ -72,6 +72,7 @@ class Pipeline:
         self.reconciler = Poller(
             "reconcile", bus, settings.sync_queue, reconcile.lambda_handler, retry_delay=0, timeout=900
         )
+        self.copier = Poller("attachments", bus, settings.attachments_queue, attachments.lambda_handler, retry_delay=0)
 
     def deliver(
         self, body: bytes, identifier: str | None = None, content_type: str = "application/json", **headers: str
@@ -84,9 +85,10 @@ class Pipeline:
         return response
 
     def drain(self, max_rounds: int = 200) -> None:
-        """Run reconcile steps, the writer, then the committer, until every queue is empty."""
+        """Run reconcile steps, the writer, the committer and attachment copies, until every queue is empty."""
         for _ in range(max_rounds):
             handled = self.reconciler.poll_once() + self.writer.poll_once() + self.committer.poll_once()
+            handled += self.copier.poll_once()
             if handled == 0 and self.depth() == 0:
                 return
             if handled == 0 and self.depth(self.settings.commits_queue):

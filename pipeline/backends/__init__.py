@@ -32,6 +32,12 @@ class StoredObject:
     content_type: str
 
 
+class Readable(Protocol):
+    """A binary stream, as much of it as put_stream needs: an HTTP response, a file, a counting wrapper."""
+
+    def read(self, amount: int = -1, /) -> bytes: ...
+
+
 class ObjectStore(Protocol):
     """Keys to bytes. A write survives a crash of the process once it returns (on S3, any failure); a read after
     it sees it; LIST is in key (byte) order."""
@@ -50,6 +56,16 @@ class ObjectStore(Protocol):
         ...
 
     def get(self, key: str) -> StoredObject | None: ...
+
+    def put_stream(self, key: str, stream: Readable, content_type: str) -> None:
+        """Store what `stream` yields until it ends, without holding it all in memory where the backend can (S3
+        multipart). An exception from the stream stores nothing."""
+        ...
+
+    def presign(self, key: str, filename: str, content_type: str, seconds: int) -> str | None:
+        """A URL that fetches `key` for `seconds` without credentials, or None where the backend has none (then
+        the API serves the bytes itself)."""
+        ...
 
     def delete(self, key: str) -> None: ...
 

@@ -11,15 +11,18 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
-from pipeline.backends import Depth, Outgoing, PreconditionFailed, Received, RedriveError, StoredObject
+from pipeline.backends import Depth, Outgoing, PreconditionFailed, Readable, Received, RedriveError, StoredObject
 
 log = logging.getLogger("jsync.queues")
 
 # Error codes meaning "this endpoint has no move tasks"; then copying message by message does the same job.
 _UNSUPPORTED = {"UnsupportedOperation", "AWS.SimpleQueueService.UnsupportedOperation", "NotImplemented", "501"}
+_TRANSFER = TransferConfig(multipart_threshold=8 * 1024 * 1024, multipart_chunksize=8 * 1024 * 1024, max_concurrency=4)
 _DONE = {"COMPLETED", "FAILED", "CANCELLED"}
 _NO_QUEUE = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
@@ -71,6 +74,23 @@ class S3Objects:
             raise
         return StoredObject(obj["Body"].read(), obj["ETag"], obj.get("ContentType", ""))
 
+    def put_stream(self, key: str, stream: Readable, content_type: str) -> None:
+        # Multipart in 8 MiB parts: a 100 MB attachment never sits in a Lambda's memory whole. An exception from the
+        # stream aborts the upload, so no part is left behind as an object.
+        self.s3.upload_fileobj(
+            _FullReads(stream), self.bucket, key, ExtraArgs={"ContentType": content_type}, Config=_TRANSFER
+        )
+
+    def presign(self, key: str, filename: str, content_type: str, seconds: int) -> str | None:
+        disposition = f"attachment; filename*=UTF-8''{quote(filename, safe='')}" if filename else "attachment"
+        params = {
+            "Bucket": self.bucket,
+            "Key": key,
+            "ResponseContentDisposition": disposition,
+            "ResponseContentType": content_type,
+        }
+        return str(self.s3.generate_presigned_url("get_object", Params=params, ExpiresIn=seconds))
+
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=key)
 
@@ -96,6 +116,23 @@ class S3Objects:
     def check(self) -> str:
         self.s3.head_bucket(Bucket=self.bucket)
         return f"bucket {self.bucket}"
+
+
+class _FullReads:
+    """s3transfer takes a short read for the end of the stream and would store a truncated object: read until the
+    amount asked for or the real end."""
+
+    def __init__(self, stream: Readable) -> None:
+        self.stream = stream
+
+    def read(self, amount: int = -1, /) -> bytes:
+        if amount is None or amount < 0:
+            return b"".join(iter(lambda: self.stream.read(1024 * 1024), b""))
+        parts, got = [], 0
+        while got < amount and (chunk := self.stream.read(amount - got)):
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
 
 
 class SqsQueues:

@@ -15,7 +15,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 from pipeline.ids import is_project_key
 from pipeline.jiratime import epoch_ms
@@ -28,6 +28,7 @@ ISSUE_PATH = "/rest/api/{}/issue/{}"
 CHANGELOG_PATH = "/rest/api/3/issue/{}/changelog"
 BULK_CHANGELOG_PATH = "/rest/api/3/changelog/bulkfetch"
 FIELDS_PATH = "/rest/api/3/field"
+ATTACHMENT_PATH = "/rest/api/3/attachment/content/{}"
 
 RETRYABLE = frozenset({429, 503})
 LOOKUP_KINDS = frozenset({"status", "priority", "project", "issuetype", "resolution", "user"})
@@ -255,18 +256,47 @@ class JiraClient:
         body: dict[str, Any] | None = None,
         issue: bool = False,
     ) -> Any:
+        response = self._open(method, path, query=query, body=body, issue=issue)
+        try:
+            with response:
+                raw = response.read()
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
+            raise self._unreachable(method, path, exc) from None
+        return self._decode(raw, method, path)
+
+    def download(self, attachment_id: str) -> BinaryIO:
+        """An attachment's content as a stream (the caller closes it); 404 raises IssueGone.
+
+        The URL is built from the site and the id, never taken from a payload's `content` link, so the credentials
+        only ever go to the configured site. `redirect=false`: Jira streams the bytes itself instead of sending us
+        on to its media host.
+        """
+        path = ATTACHMENT_PATH.format(_segment(attachment_id))
+        response: BinaryIO = self._open("GET", path, query={"redirect": "false"}, accept="*/*", issue=True)
+        return response
+
+    def _open(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        issue: bool = False,
+        accept: str = "application/json",
+    ) -> Any:
+        """The response to a request, once Jira answers 2xx; 429 and 503 are retried as Jira advises."""
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
         data = json.dumps(body).encode() if body is not None else None
         for attempt in range(self.max_retries + 1):
             request = urllib.request.Request(url, data=data, method=method)
-            request.add_header("Accept", "application/json")
+            request.add_header("Accept", accept)
             if data is not None:
                 request.add_header("Content-Type", "application/json")
             # Unredirected: urllib copies ordinary headers onto a redirect, which could hand the token to another host.
             request.add_unredirected_header("Authorization", self._authorization)
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
+                return urllib.request.urlopen(request, timeout=self.timeout)
             except urllib.error.HTTPError as exc:
                 status, raw, headers = exc.code, exc.read(), exc.headers
                 exc.close()
@@ -298,10 +328,12 @@ class JiraClient:
                 self._sleep(wait)
                 continue
             except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-                reason = getattr(exc, "reason", exc)
-                raise JiraError(0, self._scrub(f"Could not reach Jira for {method} {path}: {reason}.")) from None
-            return self._decode(raw, method, path)
+                raise self._unreachable(method, path, exc) from None
         raise AssertionError("unreachable: the loop returns or raises")
+
+    def _unreachable(self, method: str, path: str, exc: Exception) -> JiraError:
+        reason = getattr(exc, "reason", exc)
+        return JiraError(0, self._scrub(f"Could not reach Jira for {method} {path}: {reason}."))
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: clients throttled together spread out instead of retrying in lockstep.

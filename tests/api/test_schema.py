@@ -134,6 +134,8 @@ def test_the_fuzzed_schema_is_the_one_uvicorn_serves(base_url: str) -> None:
     assert operations == [
         ("GET", "/api/v1/health"),
         ("GET", "/api/v1/issues/{key_or_id}"),
+        ("GET", "/api/v1/issues/{key_or_id}/attachments"),
+        ("GET", "/api/v1/issues/{key_or_id}/attachments/{attachment_id}"),
         ("GET", "/api/v1/issues/{key_or_id}/diff"),
         ("GET", "/api/v1/issues/{key_or_id}/history"),
         ("GET", "/api/v1/issues/{key_or_id}/history/{version}"),

@@ -99,7 +99,8 @@ def aws_clients(contract_moto: str) -> tuple[Any, Any]:
         # The races below run a dozen threads through one client.
         "config": Config(max_pool_connections=32),
     }
-    return boto3.client("s3", **args), boto3.client("sqs", **args)
+    s3_args = {**args, "config": args["config"].merge(Config(signature_version="s3v4"))}  # as pipeline.services
+    return boto3.client("s3", **s3_args), boto3.client("sqs", **args)
 
 
 def create_fifo_pair(sqs: Any, source: str, dlq: str, content_dedup: bool = False) -> None:

@@ -19,15 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / ".serverless"
 TEMPLATE = BUILD / "cloudformation-template-update-stack.json"
 CREATE_TEMPLATE = BUILD / "cloudformation-template-create-stack.json"  # the first deploy's: the deployment bucket
-TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
-ROLES = ["IngestRole", "WriterRole", "CommitterRole", "ApiRole", "ReconcileRole"]
-SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue", "BellQueue")
+TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900, "Attachments": 300}
+ROLES = ["IngestRole", "WriterRole", "CommitterRole", "ApiRole", "ReconcileRole", "AttachmentsRole"]
+SOURCE_QUEUES = ("EventsQueue", "CommitsQueue", "SyncQueue", "BellQueue", "AttachmentsQueue")
 QUEUES = (
     *SOURCE_QUEUES,
     "EventsDeadLetterQueue",
     "CommitsDeadLetterQueue",
     "SyncDeadLetterQueue",
     "BellDeadLetterQueue",
+    "AttachmentsDeadLetterQueue",
 )
 
 pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
@@ -100,13 +101,21 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
         return queues, secrets
 
     assert touched("IngestRole") == ({"EventsQueue"}, {"webhook-secret"})
-    assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue", "BellQueue"}, set())
+    assert touched("WriterRole") == ({"EventsQueue", "CommitsQueue", "BellQueue", "AttachmentsQueue"}, set())
     assert touched("CommitterRole") == ({"CommitsQueue", "BellQueue"}, {"git-token"})
     api_queues, api_secrets = touched("ApiRole")
     assert api_queues == {*QUEUES}  # health reads every queue's depth, dead letters included
     # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
     assert api_secrets == {"api-keys"}
     assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
+    assert touched("AttachmentsRole") == ({"AttachmentsQueue"}, {"jira"})
+    # Attachment contents and their index only; nothing the capture or git depends on.
+    assert s3_grants(resources, "AttachmentsRole") == {
+        "s3:ListBucket": {""},
+        "s3:PutObject": {"attachments/*", "index/attachments/*"},
+        "s3:AbortMultipartUpload": {"attachments/*"},
+        "s3:GetObject": {"index/attachments/*"},
+    }
     assert s3_grants(resources, "IngestRole") == {"s3:PutObject": {"raw/*", "sync/pending/*", "ops/webhook/refused/*"}}
     # An event the writer sets aside is recorded under index/ and its issue noted for reconcile; health lists them.
     assert {"index/*", "sync/pending/*"} <= s3_grants(resources, "WriterRole")["s3:PutObject"]
@@ -153,7 +162,15 @@ def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any])
     assert sqs_actions("ReconcileRole", "EventsQueue") == {"sqs:SendMessage", "sqs:GetQueueUrl"}
     assert s3_grants(resources, "ApiRole") == {
         "s3:ListBucket": {""},
-        "s3:GetObject": {"latest/*", "snapshots/*", "index/*", "sync/jobs/*", "ops/webhook/*", "gitstate/_push.json"},
+        "s3:GetObject": {
+            "latest/*",
+            "snapshots/*",
+            "index/*",
+            "sync/jobs/*",
+            "ops/webhook/*",
+            "gitstate/_push.json",
+            "attachments/*",  # presigned attachment URLs carry the role's permission
+        },
         "s3:PutObject": {"sync/jobs/*"},
     }
     # Reconcile feeds the writer: it reads what JSync holds and writes only its jobs and raw copies of big feeds.
@@ -169,7 +186,7 @@ def test_sync_queue_grants_are_the_smallest_that_work(resources: dict[str, Any])
         for s in statements(resources, role)
         if "secretsmanager:GetSecretValue" in as_list(s["Action"]) and "/jira" in json.dumps(s["Resource"])
     ]
-    assert jira_readers == ["ReconcileRole"]
+    assert jira_readers == ["ReconcileRole", "AttachmentsRole"]  # the writer only knows whether one is named
 
 
 def test_functions_use_their_own_roles_and_timeouts(resources: dict[str, Any]) -> None:
@@ -184,13 +201,15 @@ def test_functions_use_their_own_roles_and_timeouts(resources: dict[str, Any]) -
     assert reconcile["ReservedConcurrentExecutions"] == 1 and reconcile["MemorySize"] == 1024
 
 
-def test_every_function_knows_the_sync_queue_and_only_two_the_jira_secret(resources: dict[str, Any]) -> None:
+def test_every_function_knows_the_sync_queue_and_which_know_the_jira_secret(resources: dict[str, Any]) -> None:
     sync_queue = resources["SyncQueue"]["Properties"]["QueueName"]
     for name in TIMEOUTS:
         env = resources[f"{name}LambdaFunction"]["Properties"]["Environment"]["Variables"]
         assert env["JSYNC_SYNC_QUEUE"] == sync_queue, name
-        # Undeployed Jira is the default: empty, so the API answers 503 and reconcile stays off.
-        assert env.get("JSYNC_JIRA_SECRET_NAME") == ("" if name in ("Api", "Reconcile") else None), name
+        # Undeployed Jira is the default: empty, so the API answers 503, reconcile stays off and the writer asks for
+        # no attachment copies. Only reconcile and attachments read the secret (their roles, above).
+        knows = ("Api", "Reconcile", "Writer", "Attachments")
+        assert env.get("JSYNC_JIRA_SECRET_NAME") == ("" if name in knows else None), name
     env = resources["ReconcileLambdaFunction"]["Properties"]["Environment"]["Variables"]
     assert env["JSYNC_SYNC_LOOKBACK_MINUTES"] == "30"
 
@@ -201,6 +220,7 @@ def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: d
         ("CommitsQueue", "CommitsDeadLetterQueue", "Committer"),
         ("SyncQueue", "SyncDeadLetterQueue", "Reconcile"),
         ("BellQueue", "BellDeadLetterQueue", "Committer"),
+        ("AttachmentsQueue", "AttachmentsDeadLetterQueue", "Attachments"),
     ):
         queue = resources[source]["Properties"]
         dead = resources[dlq]["Properties"]
@@ -223,7 +243,7 @@ def test_queues_are_fifo_with_fifo_dead_letters_and_console_redrive(resources: d
 def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) -> None:
     mappings = of_type(resources, "AWS::Lambda::EventSourceMapping")
     by_function = {json.dumps(m["Properties"]["FunctionName"]): m["Properties"] for m in mappings.values()}
-    assert len(by_function) == 3
+    assert len(by_function) == 4
     for props in by_function.values():
         assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
         assert props["BatchSize"] <= 10
@@ -231,6 +251,8 @@ def test_event_sources_report_partial_batch_failures(resources: dict[str, Any]) 
     reconcile = by_function[json.dumps({"Fn::GetAtt": ["ReconcileLambdaFunction", "Arn"]})]
     assert reconcile["EventSourceArn"] == {"Fn::GetAtt": ["SyncQueue", "Arn"]}
     assert reconcile["BatchSize"] == 1
+    copies = by_function[json.dumps({"Fn::GetAtt": ["AttachmentsLambdaFunction", "Arn"]})]
+    assert copies["EventSourceArn"] == {"Fn::GetAtt": ["AttachmentsQueue", "Arn"]} and copies["BatchSize"] == 1
     # The committer is woken by its bell and receives the changes itself: the commits queue has no event source.
     committer = by_function[json.dumps({"Fn::GetAtt": ["CommitterLambdaFunction", "Arn"]})]
     assert committer["EventSourceArn"] == {"Fn::GetAtt": ["BellQueue", "Arn"]}
@@ -294,7 +316,7 @@ def test_front_doors(resources: dict[str, Any]) -> None:
 def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> None:
     alarms = [r["Properties"] for r in of_type(resources, "AWS::CloudWatch::Alarm").values()]
     metrics = sorted((a["Namespace"], a["MetricName"]) for a in alarms)
-    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 4
+    assert metrics.count(("AWS/SQS", "ApproximateNumberOfMessagesVisible")) == 5
     assert metrics.count(("AWS/SQS", "ApproximateAgeOfOldestMessage")) == 2
     assert metrics.count(("AWS/Lambda", "Errors")) == 5
     assert all(a["AlarmActions"] == [{"Ref": "AlarmTopic"}] for a in alarms)
@@ -307,6 +329,7 @@ def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> 
     assert refused["TreatMissingData"] == "notBreaching"
     watched = [json.dumps(a["Dimensions"]) for a in alarms if a["MetricName"] == "ApproximateNumberOfMessagesVisible"]
     assert sorted(d.split('"')[-4] for d in watched) == [
+        "AttachmentsDeadLetterQueue",
         "BellDeadLetterQueue",
         "CommitsDeadLetterQueue",
         "EventsDeadLetterQueue",
@@ -316,7 +339,7 @@ def test_alarms_cover_dead_letters_age_and_errors(resources: dict[str, Any]) -> 
 
 def test_log_retention(resources: dict[str, Any]) -> None:
     groups = of_type(resources, "AWS::Logs::LogGroup")
-    assert len(groups) == 5 and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
+    assert len(groups) == 6 and all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
 
 
 def test_reconcile_schedule_is_off_by_default_and_queues_into_the_reconcile_group(resources: dict[str, Any]) -> None:
@@ -392,6 +415,7 @@ def test_reconcile_artifact_has_no_api_or_git_code(tmp_path: Path) -> None:
         ("writer", ("pipeline/git/", "pipeline/reconcile/", "api/", "functions/committer.py", "functions/api.py")),
         ("committer", ("pipeline/reconcile/", "api/", "functions/writer.py", "functions/api.py")),
         ("api", ("pipeline/git/", "functions/writer.py", "functions/committer.py")),
+        ("attachments", ("pipeline/git/", "api/", "functions/writer.py", "functions/committer.py", "functions/api.py")),
     ],
 )
 def test_each_artifact_holds_its_own_packages_and_its_handler_imports_from_it_alone(
@@ -401,6 +425,8 @@ def test_each_artifact_holds_its_own_packages_and_its_handler_imports_from_it_al
         names = z.namelist()
         z.extractall(tmp_path)
     assert f"functions/{function}.py" in names, "the handler is missing from the artifact"
+    if function == "attachments":  # imported only when a copy starts, so the import probe below cannot see it
+        assert "pipeline/reconcile/jira.py" in names
     assert not [n for n in names if n.startswith(left_out)]
     assert not [n for n in names if n.endswith("backends/embedded.py")]
     # The layer's packages come from the venv; JSync's own modules only from the unpacked artifact.

@@ -528,3 +528,24 @@ def test_fake_approximate_count(model: JiraModel, fake: FakeJira, client: JiraCl
     # Unbounded JQL is refused as search refuses it; the client reads that as "no estimate"
     assert client.approximate_count("ORDER BY updated") is None
     assert fake.requests[-1].status == 400 and fake.requests[-1].path == "/rest/api/3/search/approximate-count"
+
+
+# --- attachment contents --------------------------------------------------------------------------------------------
+
+
+def test_download_streams_an_attachment_after_a_rate_limit(
+    client: JiraClient, fake: FakeJira, waits: list[float]
+) -> None:
+    fake.attachments["10231"] = b"\x00\x01binary\xff" * 1000
+    fake.inject(429, times=1, retry_after=2, path="/rest/api/3/attachment/content/")
+    with client.download("10231") as stream:
+        assert stream.read() == b"\x00\x01binary\xff" * 1000
+    assert waits == [2.0]
+    [served] = [r for r in fake.requests if r.status == 200]
+    assert served.path == "/rest/api/3/attachment/content/10231" and served.query == {"redirect": ["false"]}
+
+
+def test_download_of_an_attachment_jira_lost_raises_gone_without_the_token(client: JiraClient, fake: FakeJira) -> None:
+    with pytest.raises(IssueGone) as gone:
+        client.download("999")
+    assert gone.value.status == 404 and TOKEN not in str(gone.value)
