@@ -229,3 +229,33 @@ def test_the_stack_keeps_its_own_remote_packed(stack: LocalStack, monkeypatch: p
     assert len(remote_commits(str(remote), "main")) == 6
     check = subprocess.run(["git", "--git-dir", str(remote), "fsck", "--no-progress"], capture_output=True, text=True)
     assert check.returncode == 0, check.stderr
+
+
+def test_an_attachment_reaches_the_api_through_the_running_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run` with Jira credentials: the webhook over HTTP, the copy by the stack's attachments poller, the bytes
+    from uvicorn with an API key."""
+    from tests.environments import keyed_stack
+    from tests.fakejira import EMAIL, TOKEN, FakeJira, JiraModel
+
+    with FakeJira(JiraModel(seed=5, issues=1)) as jira:
+        jira.attachments["10231"] = b"log line\n" * 500
+        for name, value in (
+            ("JSYNC_JIRA_URL", jira.base_url),
+            ("JSYNC_JIRA_EMAIL", EMAIL),
+            ("JSYNC_JIRA_TOKEN", TOKEN),
+        ):
+            monkeypatch.setenv(name, value)
+        with keyed_stack(tmp_path / "home", monkeypatch, "stack-key-1") as stack:
+            assert post(stack, "attachment_added.json", "att-http-1").status_code == 202
+            stack.wait_idle(30)
+            api = stack.urls.health.removesuffix("/health")
+            answer = httpx.get(
+                f"{api}/issues/OPS-17/attachments/10231", headers={"X-API-Key": "stack-key-1"}, timeout=10
+            )
+            assert answer.status_code == 200 and answer.content == b"log line\n" * 500
+            assert answer.headers["content-type"] == "text/plain; charset=utf-8"
+            assert answer.headers["x-content-type-options"] == "nosniff"
+            unkeyed = httpx.get(f"{api}/issues/OPS-17/attachments/10231", timeout=10)
+            assert unkeyed.status_code == 401
