@@ -31,7 +31,7 @@ MOVE = ("issue_moved.json", "application/json")  # OPS-17 -> PLAT-5
 DELETE = ("issue_deleted.json", "application/json")  # PLAT-5 deleted by Ada
 ERROR_SHAPE = {"error", "detail"}
 LISTING_FIELDS = {"key", "id", "summary", "status", "updated"}
-HISTORY_FIELDS = {"version", "event", "event_time", "actor", "changes"}
+HISTORY_FIELDS = {"version", "event", "event_time", "actor", "changes", "attachments"}
 
 
 def deliver(stack: LocalStack, *webhooks: tuple[str, str], prefix: str = "http") -> list[str]:

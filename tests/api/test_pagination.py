@@ -290,7 +290,7 @@ def test_history_pages_return_every_version_once_newest_first(
         assert versions == sorted(expected, key=lambda v: expected[v], reverse=True)
         assert all(len(page) == limit for page in pages[:-1]) and pages[-1]
         for item in items:
-            assert set(item) == {"version", "event", "event_time", "actor", "changes"}
+            assert set(item) == {"version", "event", "event_time", "actor", "changes", "attachments"}
             assert item["event_time"] == expected[item["version"]][0]
             assert item["event"] == (
                 "jira:issue_created" if expected[item["version"]][1] == 0 else "jira:issue_updated"

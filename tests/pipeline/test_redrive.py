@@ -122,6 +122,7 @@ def test_dead_lettered_events_and_changes_are_redriven_and_stored_once(
         "moved 2 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
         "jsync-local-sync-dlq.fifo is empty; nothing to move",
         "jsync-local-bell-dlq.fifo is empty; nothing to move",
+        "jsync-local-attachments-dlq.fifo is empty; nothing to move",
         "done: 2 messages moved",
     ]
     pipeline.drain()
@@ -192,6 +193,7 @@ def test_dead_lettered_reconcile_steps_go_back_to_the_sync_queue_in_their_group(
         "jsync-local-commits-dlq.fifo is empty; nothing to move",
         "moved 2 from jsync-local-sync-dlq.fifo to jsync-local-sync.fifo",
         "jsync-local-bell-dlq.fifo is empty; nothing to move",
+        "jsync-local-attachments-dlq.fifo is empty; nothing to move",
         "done: 2 messages moved",
     ]
     # Then both steps are back on the sync queue, in the one reconcile group, in their order
@@ -294,6 +296,7 @@ EVENTS = Pair("jsync-prod-events-dlq.fifo", "jsync-prod-events.fifo")
 COMMITS = Pair("jsync-prod-commits-dlq.fifo", "jsync-prod-commits.fifo")
 SYNC = Pair("jsync-prod-sync-dlq.fifo", "jsync-prod-sync.fifo")
 BELL = Pair("jsync-prod-bell-dlq.fifo", "jsync-prod-bell.fifo")
+ATTACHMENTS = Pair("jsync-prod-attachments-dlq.fifo", "jsync-prod-attachments.fifo")
 
 
 def test_on_aws_a_move_task_moves_each_dlq_and_reports_progress(aws_sqs: Any, capsys: Any) -> None:
@@ -347,6 +350,7 @@ def test_on_aws_a_stage_without_the_sync_queue_still_redrives_the_others(
             expected_params={"QueueName": SYNC.dlq},
         )
         stub_queues(stubber, BELL, waiting=0)
+        stub_queues(stubber, ATTACHMENTS, waiting=0)
         assert redrive.main(["--stage", "prod"]) == 1
         stubber.assert_no_pending_responses()
     out, err = capsys.readouterr()
@@ -374,6 +378,7 @@ def test_on_aws_a_failed_move_task_is_an_error_exit_naming_its_reason(
         stub_task(stubber, COMMITS, done)
         stub_queues(stubber, SYNC, waiting=0)
         stub_queues(stubber, BELL, waiting=0)
+        stub_queues(stubber, ATTACHMENTS, waiting=0)
         assert redrive.main(["--stage", "prod"]) == 1
         stubber.assert_no_pending_responses()
     out, err = capsys.readouterr()
@@ -482,6 +487,7 @@ def test_cli_redrives_the_running_local_stack(tmp_path: Path, monkeypatch: pytes
             "jsync-local-commits-dlq.fifo is empty; nothing to move",
             "jsync-local-sync-dlq.fifo is empty; nothing to move",
             "jsync-local-bell-dlq.fifo is empty; nothing to move",
+            "jsync-local-attachments-dlq.fifo is empty; nothing to move",
             "done: 1 messages moved",
         ]
         stack.wait_idle()
@@ -575,6 +581,7 @@ def test_a_dry_run_says_what_it_would_move_and_the_real_run_then_moves_it(
         "would move 0 from jsync-local-commits-dlq.fifo to jsync-local-commits.fifo",
         "would move 0 from jsync-local-sync-dlq.fifo to jsync-local-sync.fifo",
         "would move 0 from jsync-local-bell-dlq.fifo to jsync-local-bell.fifo",
+        "would move 0 from jsync-local-attachments-dlq.fifo to jsync-local-attachments.fifo",
         "would queue again 1 set-aside events",
     ]
     assert pipeline.depth(settings.events_dlq) == 1
@@ -672,7 +679,7 @@ def test_on_a_deployed_stage_set_aside_events_are_looked_for_in_the_stack_s_buck
     monkeypatch.setenv("JSYNC_BUCKET", "unset-by-monkeypatch")
     monkeypatch.delenv("JSYNC_BUCKET")
     with Stubber(aws_sqs) as sqs_stub, Stubber(cfn) as cfn_stub, Stubber(s3) as s3_stub:
-        for pair in (EVENTS, COMMITS, SYNC, BELL):
+        for pair in (EVENTS, COMMITS, SYNC, BELL, ATTACHMENTS):
             stub_queues(sqs_stub, pair, waiting=0)
         if bucket is None:  # the stack is gone, or was never deployed under this name
             cfn_stub.add_client_error("describe_stacks", "ValidationError", http_status_code=400)
