@@ -72,6 +72,9 @@ class AttachmentRef:
         )
 
 
+AskCopies = Callable[[list[AttachmentRef]], None]  # queues copies of attachment contents (with Jira credentials)
+
+
 def content_key(issue_id: str, attachment_id: str) -> str:
     return f"attachments/{issue_id}/{attachment_id}"
 
@@ -111,6 +114,16 @@ def added(
             )
         )
     return refs
+
+
+def missing(store: Store, issue_id: str, document: dict[str, Any] | None) -> list[AttachmentRef]:
+    """The attachments a document lists that the index holds no outcome for: a backfill of what was captured
+    before JSync had Jira credentials, and a second chance for a request that never arrived. One GET, and only
+    for an issue with attachments. Their version is unknown, so the history shows them nowhere; the listing does."""
+    if not listed(document):
+        return []
+    kept = records(store, issue_id)
+    return [ref for ref in added(None, document, issue_id, "") if ref.attachment_id not in kept]
 
 
 # --- copying ------------------------------------------------------------------------------------------------

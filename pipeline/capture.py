@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pipeline.attachments import AttachmentRef, added
+from pipeline.attachments import AskCopies, added
 from pipeline.backends import UNAVAILABLE
 from pipeline.errors import WebhookRejected
 from pipeline.ids import Order
@@ -50,7 +50,6 @@ _MAX_CHANGE_TEXT = 500  # characters of a changed field's value kept when a chan
 _CAS_ATTEMPTS = 20
 _FULL_ISSUE_EVENTS = frozenset({"jira:issue_created", "jira:issue_updated"})
 _DELETED = "jira:issue_deleted"
-AskCopies = Callable[[list[AttachmentRef]], None]  # queues copies of attachment contents (with Jira credentials)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,7 @@ class ModelIssue:
     hidden: bool = False
     comments: list[ModelComment] = field(default_factory=list)
     touched_ms: int = 0  # the last edit no changelog entry records (a comment)
+    attachments: list[dict[str, Any]] = field(default_factory=list)  # metadata as Jira lists it; contents: FakeJira
 
     @property
     def state(self) -> dict[str, Any]:
@@ -670,7 +671,7 @@ class JiraModel:
             "components": [],
             "issuelinks": [],
             "subtasks": [],
-            "attachment": [],
+            "attachment": copy.deepcopy(issue.attachments),
             "lastViewed": None,
             "watches": {"self": f"{site}/rest/api/{api}/issue/{key}/watchers", "watchCount": 1, "isWatching": False},
             "votes": {"self": f"{site}/rest/api/{api}/issue/{key}/votes", "votes": 0, "hasVoted": False},

@@ -53,9 +53,9 @@ def deliver_attachments(pipeline: Pipeline) -> None:
     assert response["statusCode"] == 202, response
 
 
-def content(api: TestClient, attachment_id: str) -> tuple[int, bytes, dict[str, str]]:
+def content(api: TestClient, attachment_id: str, key: str = KEY) -> tuple[int, bytes, dict[str, str]]:
     """The attachment's bytes as a client gets them: following the deployed stage's redirect to S3."""
-    answer = api.get(f"/api/v1/issues/{KEY}/attachments/{attachment_id}", follow_redirects=False)
+    answer = api.get(f"/api/v1/issues/{key}/attachments/{attachment_id}", follow_redirects=False)
     if answer.status_code != 307:
         return answer.status_code, answer.content, dict(answer.headers)
     with urllib.request.urlopen(answer.headers["location"], timeout=10) as presigned:  # no credentials needed
@@ -152,3 +152,31 @@ def test_unknown_and_malformed_attachment_ids_are_clear_errors(any_pipeline: Pip
     assert bad.status_code in (400, 404) and "error" in bad.json()
     missing_issue = api.get("/api/v1/issues/NOPE-1/attachments")
     assert missing_issue.status_code == 404 and missing_issue.json()["error"] == "issue_not_found"
+
+
+def test_a_reconcile_copies_the_attachments_of_issues_captured_before_jira_credentials(
+    any_pipeline: Pipeline, fake: FakeJira, model: JiraModel, monkeypatch: pytest.MonkeyPatch, api: TestClient
+) -> None:
+    # Given an issue with an attachment, captured from its webhooks while JSync had no Jira credentials
+    [issue] = model.issues.values()
+    issue.attachments = [{"id": "20001", "filename": "design.pdf", "size": 9, "mimeType": "application/pdf"}]
+    fake.attachments["20001"] = b"%PDF-1.7\n"
+    for webhook in model.webhooks():
+        assert any_pipeline.deliver(webhook.body, identifier=webhook.identifier)["statusCode"] == 202
+    any_pipeline.drain()
+    listing = api.get(f"/api/v1/issues/{issue.key}/attachments").json()["items"]
+    assert [(a["id"], a["state"]) for a in listing] == [("20001", "metadata_only")]
+
+    # When credentials are set and a reconcile runs
+    monkeypatch.setenv("JSYNC_JIRA_URL", fake.base_url)
+    monkeypatch.setenv("JSYNC_JIRA_EMAIL", EMAIL)
+    monkeypatch.setenv("JSYNC_JIRA_TOKEN", TOKEN)
+    services.reset()
+    any_pipeline.sync()
+
+    # Then the attachment is copied, and a second reconcile asks for nothing more
+    status, body, _ = content(api, "20001", issue.key)
+    assert status == 200 and body == b"%PDF-1.7\n"
+    downloads = len([p for p in fake.paths("GET") if "/attachment/content/" in p])
+    any_pipeline.sync()
+    assert len([p for p in fake.paths("GET") if "/attachment/content/" in p]) == downloads == 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.attachments import AskCopies, missing
 from pipeline.ids import Order
 from pipeline.jiratime import epoch_ms
 from pipeline.reconcile.failures import fatal_or_retry, guarded, retryable
@@ -21,8 +22,16 @@ from pipeline.store import Store, pending_key
 class Issues:
     """Reconciles issues for one step of a job."""
 
-    def __init__(self, store: Store, jira: JiraClient, feed: Feed, now_ms: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        jira: JiraClient,
+        feed: Feed,
+        now_ms: Callable[[], int],
+        ask_copies: AskCopies | None = None,
+    ) -> None:
         self.store = store
+        self.ask_copies = ask_copies
         self.jira = jira
         self.feed = feed
         self.now_ms = now_ms
@@ -37,6 +46,8 @@ class Issues:
         ids = [str(issue["id"]) for issue in issues]
         if not ids:
             return
+        for issue in issues:
+            self._copy_attachments(str(issue["id"]), issue)
         # The search read every document before this reads their changelogs: an edit in between shows as an entry
         # newer than its document, which the rebuild leaves for the next run, never as a document ahead of its entries.
         changelogs = guarded(lambda: self.jira.bulk_changelogs(ids))
@@ -69,7 +80,13 @@ class Issues:
         except JiraError as exc:
             return self._issue_error(job, issue_id, exc)
         self._feed_missing(job, issue_id, current, histories)
+        self._copy_attachments(issue_id, current)
         return True
+
+    def _copy_attachments(self, issue_id: str, document: dict[str, Any]) -> None:
+        """Ask for the attachments the issue has in Jira and JSync has not kept (nor skipped) yet."""
+        if self.ask_copies is not None and (refs := missing(self.store, issue_id, document)):
+            self.ask_copies(refs)
 
     def check_vanished(self, job: JobRecord, issue_id: str) -> None:
         """An issue we list that the census lacks: deleted (404), hidden from us (403), or moved on (200)."""

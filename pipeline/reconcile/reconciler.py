@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pipeline import fields
+from pipeline.attachments import AskCopies
 from pipeline.reconcile import jobs
 from pipeline.reconcile.failures import JobFailed
 from pipeline.reconcile.feed import Feed, Outgoing
@@ -48,6 +49,7 @@ class Reconciler:
         send: Callable[[Outgoing], None],
         now_ms: Callable[[], int],
         lookback_minutes: int = 30,
+        ask_copies: AskCopies | None = None,
     ) -> None:
         self.store = store
         self.jira = jira
@@ -55,7 +57,7 @@ class Reconciler:
         self.now_ms = now_ms
         self.lookback_minutes = lookback_minutes
         self.feed = Feed(send, now_ms)
-        self.phases = Phases(store, jira, Issues(store, jira, self.feed, now_ms), self.feed)
+        self.phases = Phases(store, jira, Issues(store, jira, self.feed, now_ms, ask_copies), self.feed)
 
     def run(self, job: JobRecord, out_of_time: Callable[[], bool]) -> bool:
         """Advance the job until it ends (True) or time runs out (False: carry on in another step)."""

@@ -78,6 +78,7 @@ def run(job: JobRecord, store: Store, queues: Queues, settings: Settings, out_of
         lambda outgoing: enqueue_many(outgoing, queues, store),
         _now_ms,
         settings.sync_lookback_minutes,
+        queues.send_copies,
     )
     ended = reconciler.run(job, out_of_time)
     if reconciler.fields_changed:
