@@ -1,0 +1,236 @@
+"""A stage's options in the template `make package` builds: domain, the webhook behind
+CloudFront.
+
+The options are template parameters (`--param=domainName=...` reaches them through `provider.stackParameters`), so
+one template serves every stage: these tests resolve its Conditions for given parameter values, as CloudFormation
+would, instead of packaging once per combination. `make test` runs `make package` first; run it yourself before
+running this file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / ".serverless" / "cloudformation-template-update-stack.json"
+TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
+QUEUES = ("Events", "Commits", "Bell", "Sync")
+CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
+ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
+CLOUDFRONT_ZONE = "Z2FDTNDATAQYW2"
+DOMAIN = "jsync.acme.example"
+CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b"
+EVERYTHING = {
+    "DomainName": DOMAIN,
+    "CertificateArn": CERTIFICATE,
+    "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+}
+
+pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
+
+_NO_VALUE = object()
+
+
+def deployed(values: Mapping[str, str] | None = None, region: str = "us-east-1") -> dict[str, Any]:
+    """The template as CloudFormation would deploy it with these parameter values: resources and outputs whose
+    Condition is false dropped, each Fn::If decided, parameters put in (in Fn::Sub strings too)."""
+    template = json.loads(TEMPLATE.read_text())
+    params = {name: p.get("Default", "") for name, p in template.get("Parameters", {}).items()}
+    unknown = set(values or {}) - set(params)
+    assert not unknown, f"no such template parameters: {unknown}"
+    params.update(values or {})
+    refs = {**params, "AWS::Region": region}
+    conditions: dict[str, bool] = {}
+
+    def value(node: Any) -> Any:
+        if isinstance(node, dict) and set(node) == {"Ref"} and node["Ref"] in refs:
+            return refs[node["Ref"]]
+        return node
+
+    def holds(node: Any) -> bool:
+        [(fn, args)] = node.items()
+        if fn == "Condition":
+            return condition(args)
+        if fn == "Fn::Equals":
+            return bool(value(args[0]) == value(args[1]))
+        if fn == "Fn::Not":
+            return not holds(args[0])
+        if fn == "Fn::And":
+            return all(holds(a) for a in args)
+        if fn == "Fn::Or":
+            return any(holds(a) for a in args)
+        raise AssertionError(f"unexpected condition function {fn}")
+
+    def condition(name: str) -> bool:
+        if name not in conditions:
+            conditions[name] = holds(template["Conditions"][name])
+        return conditions[name]
+
+    def render(node: Any) -> Any:
+        if isinstance(node, list):
+            return [r for r in (render(n) for n in node) if r is not _NO_VALUE]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Fn::If"}:
+            name, yes, no = node["Fn::If"]
+            return render(yes if condition(name) else no)
+        if node == {"Ref": "AWS::NoValue"}:
+            return _NO_VALUE
+        if set(node) == {"Ref"} and node["Ref"] in params:
+            return params[node["Ref"]]
+        if set(node) == {"Fn::Sub"} and isinstance(node["Fn::Sub"], str):
+            text = re.sub(r"\$\{(\w+)\}", lambda m: params.get(m[1], m[0]), node["Fn::Sub"])
+            return {"Fn::Sub": text}
+        return {k: r for k, r in ((k, render(v)) for k, v in node.items()) if r is not _NO_VALUE}
+
+    def kept(section: dict[str, Any]) -> dict[str, Any]:
+        return {name: render(item) for name, item in section.items() if condition(item.get("Condition", ""))}
+
+    conditions[""] = True  # no Condition: always made
+    return {"Resources": kept(template["Resources"]), "Outputs": kept(template.get("Outputs", {}))}
+
+
+def of_type(resources: dict[str, Any], kind: str) -> dict[str, Any]:
+    return {name: r for name, r in resources.items() if r["Type"] == kind}
+
+
+def distribution(stack: dict[str, Any]) -> dict[str, Any]:
+    config: dict[str, Any] = stack["Resources"]["ApiDistribution"]["Properties"]["DistributionConfig"]
+    return config
+
+
+@pytest.fixture(scope="module")
+def plain() -> dict[str, Any]:
+    return deployed()
+
+
+@pytest.fixture(scope="module")
+def everything() -> dict[str, Any]:
+    return deployed(EVERYTHING)
+
+
+def test_each_template_parameter_is_a_serverless_param() -> None:
+    # Given the template's parameters and what serverless.yml feeds them
+    template = json.loads(TEMPLATE.read_text())
+    fed = dict(
+        re.findall(
+            r"ParameterKey: (\w+)\n\s+ParameterValue: \$\{param:(\w+), ''\}", (ROOT / "serverless.yml").read_text()
+        )
+    )
+    # Then each is fed by the `--param` of its name, empty by default
+    assert set(fed) == set(template["Parameters"])
+    assert all(param == key[0].lower() + key[1:] for key, param in fed.items())
+    assert all(p["Default"] == "" for p in template["Parameters"].values())
+
+
+def test_without_params_the_stage_has_no_domain_waf_or_budget(plain: dict[str, Any]) -> None:
+    resources = plain["Resources"]
+    for kind in ("AWS::Route53::RecordSetGroup",):
+        assert not of_type(resources, kind), kind
+    config = distribution(plain)
+    assert not {"Aliases", "ViewerCertificate"} & set(config)
+    # CloudFront's own name serves the webhook, the API and the docs
+    outputs = {name: o["Value"] for name, o in plain["Outputs"].items()}
+    assert outputs["WebhookUrl"] == {"Fn::Sub": "https://${ApiDistribution.DomainName}/webhook"}
+    assert outputs["ApiUrl"] == {"Fn::Sub": "https://${ApiDistribution.DomainName}/api/v1"}
+    assert outputs["IngestFunctionUrl"] == {"Fn::GetAtt": ["IngestLambdaFunctionUrl", "FunctionUrl"]}
+
+
+def test_a_domain_gets_its_alias_certificate_and_records(everything: dict[str, Any]) -> None:
+    config = distribution(everything)
+    assert config["Aliases"] == [DOMAIN]
+    assert config["ViewerCertificate"] == {
+        "AcmCertificateArn": CERTIFICATE,
+        "SslSupportMethod": "sni-only",
+        "MinimumProtocolVersion": "TLSv1.2_2021",
+    }
+    assert config["IPV6Enabled"] is True  # the AAAA record answers
+    [records] = of_type(everything["Resources"], "AWS::Route53::RecordSetGroup").values()
+    assert records["Properties"]["HostedZoneId"] == EVERYTHING["HostedZoneId"]
+    sets = records["Properties"]["RecordSets"]
+    assert sorted(r["Type"] for r in sets) == ["A", "AAAA"]
+    for record in sets:
+        assert record["Name"] == DOMAIN
+        assert record["AliasTarget"]["DNSName"] == {"Fn::GetAtt": ["ApiDistribution", "DomainName"]}
+        assert record["AliasTarget"]["HostedZoneId"] == CLOUDFRONT_ZONE
+    outputs = {name: o["Value"] for name, o in everything["Outputs"].items()}
+    assert outputs["WebhookUrl"] == {"Fn::Sub": f"https://{DOMAIN}/webhook"}
+    assert outputs["ApiUrl"] == {"Fn::Sub": f"https://{DOMAIN}/api/v1"}
+    assert outputs["DocsUrl"] == {"Fn::Sub": f"https://{DOMAIN}/docs"}
+
+
+def test_a_domain_without_a_hosted_zone_leaves_dns_to_you() -> None:
+    stack = deployed({"DomainName": DOMAIN, "CertificateArn": CERTIFICATE})
+    assert distribution(stack)["Aliases"] == [DOMAIN]
+    assert not of_type(stack["Resources"], "AWS::Route53::RecordSetGroup")
+    # A hosted zone without a domain names nothing
+    assert not of_type(deployed({"HostedZoneId": "Z0123"})["Resources"], "AWS::Route53::RecordSetGroup")
+
+
+def test_the_certificate_must_be_in_us_east_1() -> None:
+    pattern = json.loads(TEMPLATE.read_text())["Parameters"]["CertificateArn"]["AllowedPattern"]
+    assert re.fullmatch(pattern, CERTIFICATE) and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, CERTIFICATE.replace("us-east-1", "eu-west-1"))
+
+
+@pytest.mark.parametrize("values", [{}, EVERYTHING], ids=["cloudfront-name", "own-domain"])
+def test_the_webhook_has_a_stable_path_on_cloudfront_to_ingest_unsigned(values: dict[str, str]) -> None:
+    config = distribution(deployed(values))
+    [behaviour] = [b for b in config.get("CacheBehaviors", []) if b["PathPattern"] == "/webhook"]
+    [origin] = [o for o in config["Origins"] if o["Id"] == behaviour["TargetOriginId"]]
+    url = {"Fn::GetAtt": ["IngestLambdaFunctionUrl", "FunctionUrl"]}
+    assert origin["DomainName"] == {"Fn::Select": [2, {"Fn::Split": ["/", url]}]}
+    # Origin access control cannot sign Jira's POST body: ingest checks the HMAC itself, as on its own URL.
+    assert "OriginAccessControlId" not in origin
+    assert origin["CustomOriginConfig"]["OriginProtocolPolicy"] == "https-only"
+    assert "POST" in behaviour["AllowedMethods"]
+    assert behaviour["CachePolicyId"] == CACHING_DISABLED
+    assert behaviour["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST  # the signature headers reach ingest
+    assert behaviour["ViewerProtocolPolicy"] == "https-only"  # a redirect would lose the POST
+    # Everything else still goes to the API, signed
+    assert config["DefaultCacheBehavior"]["TargetOriginId"] == "api"
+    urls = {n: r["Properties"]["AuthType"] for n, r in of_type(deployed()["Resources"], "AWS::Lambda::Url").items()}
+    assert urls["IngestLambdaFunctionUrl"] == "NONE"
+
+
+def test_ingest_takes_a_delivery_cloudfront_forwards_to_webhook(monkeypatch: pytest.MonkeyPatch) -> None:
+    import functions.ingest as ingest
+
+    # Given ingest's checks stubbed out, recording what they are given
+    seen: dict[str, Any] = {}
+
+    def accept(body: bytes, headers: dict[str, str], *_: Any) -> Any:
+        seen.update(body=body, headers=headers)
+        return SimpleNamespace(body=lambda: {"queued": True})
+
+    monkeypatch.setattr(ingest, "accept", accept)
+    monkeypatch.setattr(ingest, "get_settings", lambda: None)
+    monkeypatch.setattr(ingest.services, "queues", lambda: None)
+    monkeypatch.setattr(ingest.services, "store", lambda: None)
+    # When CloudFront forwards a POST to /webhook (AllViewerExceptHostHeader: the URL's own Host, Jira's headers)
+    event = {
+        "version": "2.0",
+        "rawPath": "/webhook",
+        "headers": {
+            "host": "abc.lambda-url.us-east-1.on.aws",
+            "x-hub-signature": "sha256=00",
+            "x-atlassian-webhook-identifier": "42",
+            "via": "2.0 x.cloudfront.net (CloudFront)",
+        },
+        "requestContext": {"http": {"method": "POST", "path": "/webhook"}},
+        "body": '{"webhookEvent": "jira:issue_updated"}',
+        "isBase64Encoded": False,
+    }
+    answer = ingest.lambda_handler(event)
+    # Then the path is no obstacle: the body and signature headers reach the checks, and the answer is 202
+    assert answer["statusCode"] == 202
+    assert seen["body"] == b'{"webhookEvent": "jira:issue_updated"}'
+    assert seen["headers"]["x-hub-signature"] == "sha256=00"
+    assert seen["headers"]["x-atlassian-webhook-identifier"] == "42"
