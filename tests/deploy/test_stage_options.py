@@ -1,5 +1,4 @@
-"""A stage's options in the template `make package` builds: domain, the webhook behind
-CloudFront.
+"""A stage's options in the template `make package` builds: domain, webhook behind CloudFront, throttles and WAF.
 
 The options are template parameters (`--param=domainName=...` reaches them through `provider.stackParameters`), so
 one template serves every stage: these tests resolve its Conditions for given parameter values, as CloudFormation
@@ -31,6 +30,7 @@ EVERYTHING = {
     "DomainName": DOMAIN,
     "CertificateArn": CERTIFICATE,
     "HostedZoneId": "Z0123456789ABCDEFGHIJ",
+    "WafRateLimit": "2000",
 }
 
 pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
@@ -132,10 +132,10 @@ def test_each_template_parameter_is_a_serverless_param() -> None:
 
 def test_without_params_the_stage_has_no_domain_waf_or_budget(plain: dict[str, Any]) -> None:
     resources = plain["Resources"]
-    for kind in ("AWS::Route53::RecordSetGroup",):
+    for kind in ("AWS::Route53::RecordSetGroup", "AWS::WAFv2::WebACL"):
         assert not of_type(resources, kind), kind
     config = distribution(plain)
-    assert not {"Aliases", "ViewerCertificate"} & set(config)
+    assert not {"Aliases", "ViewerCertificate", "WebACLId"} & set(config)
     # CloudFront's own name serves the webhook, the API and the docs
     outputs = {name: o["Value"] for name, o in plain["Outputs"].items()}
     assert outputs["WebhookUrl"] == {"Fn::Sub": "https://${ApiDistribution.DomainName}/webhook"}
@@ -234,3 +234,36 @@ def test_ingest_takes_a_delivery_cloudfront_forwards_to_webhook(monkeypatch: pyt
     assert seen["body"] == b'{"webhookEvent": "jira:issue_updated"}'
     assert seen["headers"]["x-hub-signature"] == "sha256=00"
     assert seen["headers"]["x-atlassian-webhook-identifier"] == "42"
+
+
+def test_the_waf_caps_each_ip_at_the_param(everything: dict[str, Any]) -> None:
+    [(name, acl)] = of_type(everything["Resources"], "AWS::WAFv2::WebACL").items()
+    props = acl["Properties"]
+    assert props["Scope"] == "CLOUDFRONT" and props["DefaultAction"] == {"Allow": {}}
+    [rule] = props["Rules"]
+    statement = rule["Statement"]["RateBasedStatement"]
+    assert int(statement["Limit"]) == int(EVERYTHING["WafRateLimit"])
+    assert statement["AggregateKeyType"] == "IP" and statement["EvaluationWindowSec"] == 300
+    # 429, which Jira retries; a plain block would answer 403, which it does not
+    assert rule["Action"]["Block"]["CustomResponse"]["ResponseCode"] == 429
+    assert distribution(everything)["WebACLId"] == {"Fn::GetAtt": [name, "Arn"]}
+
+
+def test_the_waf_is_made_only_in_us_east_1() -> None:
+    # A CLOUDFRONT-scope web ACL cannot be created elsewhere: the param is then ignored (README)
+    stack = deployed({"WafRateLimit": "2000"}, region="eu-west-1")
+    assert not of_type(stack["Resources"], "AWS::WAFv2::WebACL")
+    assert "WebACLId" not in distribution(stack)
+    pattern = json.loads(TEMPLATE.read_text())["Parameters"]["WafRateLimit"]["AllowedPattern"]
+    assert re.fullmatch(pattern, "2000") and re.fullmatch(pattern, "")
+    assert not re.fullmatch(pattern, "9") and not re.fullmatch(pattern, "0100")
+
+
+def test_ingest_and_api_have_reserved_concurrency_within_the_account_pool(plain: dict[str, Any]) -> None:
+    reserved = {
+        name: r["Properties"].get("ReservedConcurrentExecutions")
+        for name, r in of_type(plain["Resources"], "AWS::Lambda::Function").items()
+    }
+    assert reserved["IngestLambdaFunction"] == 50 and reserved["ApiLambdaFunction"] == 20
+    # Lambda keeps 100 of the account's concurrency unreserved: with the default quota of 1,000 this must fit
+    assert sum(n for n in reserved.values() if n) + 100 <= 1000
