@@ -1,4 +1,5 @@
-"""A stage's options in the template `make package` builds: domain, webhook behind CloudFront, throttles and WAF.
+"""A stage's options in the template `make package` builds: domain, webhook behind CloudFront, throttles, WAF, budget,
+dashboard and duration alarms.
 
 The options are template parameters (`--param=domainName=...` reaches them through `provider.stackParameters`), so
 one template serves every stage: these tests resolve its Conditions for given parameter values, as CloudFormation
@@ -31,6 +32,7 @@ EVERYTHING = {
     "CertificateArn": CERTIFICATE,
     "HostedZoneId": "Z0123456789ABCDEFGHIJ",
     "WafRateLimit": "2000",
+    "MonthlyBudget": "25",
 }
 
 pytestmark = pytest.mark.skipif(not TEMPLATE.exists(), reason="run `make package` first (make test does)")
@@ -132,7 +134,7 @@ def test_each_template_parameter_is_a_serverless_param() -> None:
 
 def test_without_params_the_stage_has_no_domain_waf_or_budget(plain: dict[str, Any]) -> None:
     resources = plain["Resources"]
-    for kind in ("AWS::Route53::RecordSetGroup", "AWS::WAFv2::WebACL"):
+    for kind in ("AWS::Route53::RecordSetGroup", "AWS::WAFv2::WebACL", "AWS::Budgets::Budget", "AWS::SNS::TopicPolicy"):
         assert not of_type(resources, kind), kind
     config = distribution(plain)
     assert not {"Aliases", "ViewerCertificate", "WebACLId"} & set(config)
@@ -259,6 +261,31 @@ def test_the_waf_is_made_only_in_us_east_1() -> None:
     assert not re.fullmatch(pattern, "9") and not re.fullmatch(pattern, "0100")
 
 
+def test_the_budget_notifies_the_alarm_topic_which_lets_it(everything: dict[str, Any]) -> None:
+    resources = everything["Resources"]
+    [(name, budget)] = of_type(resources, "AWS::Budgets::Budget").items()
+    spec = budget["Properties"]["Budget"]
+    assert (spec["BudgetType"], spec["TimeUnit"]) == ("COST", "MONTHLY")
+    assert spec["BudgetLimit"] == {"Amount": EVERYTHING["MonthlyBudget"], "Unit": "USD"}
+    notices = {
+        (n["Notification"]["NotificationType"], n["Notification"]["Threshold"]): n["Subscribers"]
+        for n in budget["Properties"]["NotificationsWithSubscribers"]
+    }
+    topic = [{"SubscriptionType": "SNS", "Address": {"Ref": "AlarmTopic"}}]
+    assert notices == {("ACTUAL", 80): topic, ("FORECASTED", 100): topic}
+    # The topic's policy lets Budgets publish; it replaces SNS's default policy, so the alarms are let in again
+    [(policy_name, policy)] = of_type(resources, "AWS::SNS::TopicPolicy").items()
+    assert policy["Properties"]["Topics"] == [{"Ref": "AlarmTopic"}]
+    allowed = {
+        s["Principal"]["Service"]: s
+        for s in policy["Properties"]["PolicyDocument"]["Statement"]
+        if s["Effect"] == "Allow" and s["Action"] == "sns:Publish"
+    }
+    assert set(allowed) == {"budgets.amazonaws.com", "cloudwatch.amazonaws.com"}
+    assert all(s["Resource"] == {"Ref": "AlarmTopic"} and s["Condition"] for s in allowed.values())
+    assert policy_name in budget["DependsOn"]
+
+
 def test_ingest_and_api_have_reserved_concurrency_within_the_account_pool(plain: dict[str, Any]) -> None:
     reserved = {
         name: r["Properties"].get("ReservedConcurrentExecutions")
@@ -267,3 +294,58 @@ def test_ingest_and_api_have_reserved_concurrency_within_the_account_pool(plain:
     assert reserved["IngestLambdaFunction"] == 50 and reserved["ApiLambdaFunction"] == 20
     # Lambda keeps 100 of the account's concurrency unreserved: with the default quota of 1,000 this must fit
     assert sum(n for n in reserved.values() if n) + 100 <= 1000
+
+
+@pytest.mark.parametrize("function", ["Writer", "Committer"])
+def test_a_function_near_its_timeout_alarms(plain: dict[str, Any], function: str) -> None:
+    alarms = [
+        a["Properties"]
+        for a in of_type(plain["Resources"], "AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["MetricName"] == "Duration"
+        and a["Properties"]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": f"{function}LambdaFunction"}}]
+    ]
+    [alarm] = alarms
+    assert alarm["Namespace"] == "AWS/Lambda"
+    assert alarm.get("Statistic") == "Maximum" or alarm.get("ExtendedStatistic") == "p99"
+    assert alarm["Period"] * alarm["EvaluationPeriods"] == 300
+    timeout_ms = TIMEOUTS[function] * 1000
+    assert alarm["Threshold"] == 0.8 * timeout_ms < timeout_ms
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+
+
+def test_the_dashboard_shows_every_function_queue_and_jsync_count(plain: dict[str, Any]) -> None:
+    [dashboard] = of_type(plain["Resources"], "AWS::CloudWatch::Dashboard").values()
+    source = dashboard["Properties"]["DashboardBody"]["Fn::Sub"]
+    # Every ${...} names a resource (or its attribute) or a pseudo parameter
+    for ref in re.findall(r"\$\{([^}]+)\}", source):
+        assert ref.startswith("AWS::") or ref.split(".")[0] in plain["Resources"], ref
+    body = json.loads(re.sub(r"\$\{([^}]+)\}", r"<\1>", source))
+    widgets = body["widgets"]
+    assert all(w["x"] + w["width"] <= 24 for w in widgets)
+    metrics = [m for w in widgets for m in w["properties"].get("metrics", [])]
+
+    def shown(namespace: str, metric: str) -> set[str]:
+        return {m[3] for m in metrics if m[:2] == [namespace, metric]}
+
+    functions = {f"<{name}LambdaFunction>" for name in TIMEOUTS}
+    for metric in ("Invocations", "Errors", "Duration", "Throttles"):
+        assert shown("AWS/Lambda", metric) == functions, metric
+    queues = {f"<{q}{kind}.QueueName>" for q in QUEUES for kind in ("Queue", "DeadLetterQueue")}
+    for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        assert shown("AWS/SQS", metric) == queues, metric
+    # JSync's own counts, by the service each function's Logger names (pipeline/metrics.py)
+    services = {m[1]: m[3] for m in metrics if m[0] == "JSync" and m[2] == "service"}
+    assert services == {
+        "EventsAccepted": "jsync-ingest",
+        "EventsCaptured": "jsync-writer",
+        "ChangesCommitted": "jsync-committer",
+        "CommitLagMs": "jsync-committer",
+        "ReconcileIssues": "jsync-reconcile",
+    }
+    for function in ("writer", "committer", "reconcile"):
+        code = (ROOT / "functions" / f"{function}.py").read_text()
+        assert f'Logger(service="jsync-{function}")' in code, function
+    [refused] = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    assert 'MetricName="EventsRefused"' in refused and "{JSync,service,reason}" in refused
+    assert "jsync-ingest" in refused
