@@ -172,6 +172,8 @@ def test_a_domain_without_a_hosted_zone_leaves_dns_to_you() -> None:
     stack = deployed({"DomainName": DOMAIN, "CertificateArn": CERTIFICATE})
     assert distribution(stack)["Aliases"] == [DOMAIN]
     assert not of_type(stack["Resources"], "AWS::Route53::RecordSetGroup")
+    # so the output names the host your own CNAME points at
+    assert stack["Outputs"]["CloudFrontDomain"]["Value"] == {"Fn::GetAtt": ["ApiDistribution", "DomainName"]}
     # A hosted zone without a domain names nothing
     assert not of_type(deployed({"HostedZoneId": "Z0123"})["Resources"], "AWS::Route53::RecordSetGroup")
 
