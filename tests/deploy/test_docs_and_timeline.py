@@ -52,8 +52,9 @@ def test_cloudfront_keys_its_cache_by_the_api_key_header_and_the_session_cookie(
 
 def test_pages_and_sign_in_reach_the_api(resources: dict[str, Any]) -> None:
     behaviour = resources["ApiDistribution"]["Properties"]["DistributionConfig"]["DefaultCacheBehavior"]
-    # One behaviour for everything: /issues/*/timeline and /assets/* go to the API like /api/v1 and /docs
-    assert "CacheBehaviors" not in resources["ApiDistribution"]["Properties"]["DistributionConfig"]
+    # One behaviour for everything but the webhook: /issues/*/timeline and /assets/* go to the API like /api/v1
+    config = resources["ApiDistribution"]["Properties"]["DistributionConfig"]
+    assert [b["PathPattern"] for b in config.get("CacheBehaviors", [])] == ["/webhook"]
     assert behaviour["TargetOriginId"] == "api"
     assert "POST" in behaviour["AllowedMethods"]  # the sign-in form
     assert behaviour["OriginRequestPolicyId"] == ALL_VIEWER_EXCEPT_HOST  # forwards the cookie
