@@ -41,11 +41,18 @@ class Settings:
     commit_batch_changes: int = 1_000  # the most one push carries
     commit_batch_seconds: float = 5.0  # the longest the committer receives before it commits and pushes
     commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/git/drain.py)
+    event_bus: str | None = None  # the EventBridge bus each committed change is published on (pipeline/events_out.py)
+    on_lambda: bool = False  # running as a deployed function: no disk of its own, and metrics go to CloudWatch
 
     @property
     def database(self) -> Path:
         """The embedded backend's one SQLite file."""
         return self.home / "jsync.db"
+
+    @property
+    def events_file(self) -> Path | None:
+        """Where committed changes are written as NDJSON when no bus is set: locally, never on Lambda."""
+        return None if self.event_bus or self.on_lambda else self.home / "events.ndjson"
 
     @property
     def webhook_secret(self) -> str | None:
@@ -268,6 +275,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         commit_batch_changes=max(1, int(e.get("JSYNC_COMMIT_BATCH_CHANGES", "1000"))),
         commit_batch_seconds=float(e.get("JSYNC_COMMIT_BATCH_SECONDS", "5")),
         commit_visibility_seconds=int(e.get("JSYNC_COMMIT_VISIBILITY_SECONDS", "240")),
+        event_bus=e.get("JSYNC_EVENT_BUS", "").strip() or None,
+        on_lambda=bool(e.get("AWS_LAMBDA_FUNCTION_NAME")),
     )
 
 
