@@ -6,14 +6,16 @@
   The committer publishes before it deletes the batch from the commits queue: a committer that dies in between
   gets its changes back, finds them in git, and publishes nothing twice.
 - **Git is the record; events are best effort after it.** A failed publish never fails or redoes a push. Entries
-  the sink refuses (PutEvents answers per entry) are sent again, only those, `attempts` times with backoff; an
-  issue with a refused entry has its later entries held back, so each issue's events go out in order. What still
+  the sink refuses (PutEvents answers per entry) are sent again, only those, `attempts` times with backoff. What still
   fails is kept in an outbox in the store (`gitstate/_events_outbox.json`) and goes out first with the committer's
   next batch. The outbox is written only when something failed (and once more to empty it): a copy of every
   batch's events written before the push would cost each push a PUT to cover a crash between the push and the
   publish, a window of milliseconds, which is the one way an event is lost (besides an outbox over
   `OUTBOX_LIMIT`, whose oldest events are dropped with an error). EventBridge itself does not promise delivery in
   order: consumers order by `event_time` and `version`.
+- **Order.** A PutEvents call carries at most one event of an issue (PutEvents may refuse one entry of a call
+  and take the next), and an issue with a refused event has its later events held back until it is taken. The
+  NDJSON file takes a call whole or not at all, so it takes up to 1,000 lines a write.
 - **Sizes.** PutEvents takes 10 entries and 256 KB a call. An event over 256 KB has its long `from`/`to` values
   cut to 500 characters and `...`, as the writer does for a change that would not fit SQS (then shorter, if it
   still would not fit); the full values stay in the snapshot the event's `version` names.
@@ -72,18 +74,15 @@ def detail_of(change: Change, commit: str, names: Mapping[str, str]) -> dict[str
         "event": change.event_name,
         "event_time": _iso(change.time_ms / 1000),
         "actor": change.actor,
-        "changes": [
-            {
-                "field": str(c.get("field")),
-                "name": names.get(str(c.get("field")), str(c.get("field"))),
-                "from": c.get("from"),
-                "to": c.get("to"),
-            }
-            for c in change.changes
-        ],
+        "changes": [_named(str(c.get("field")), c, names) for c in change.changes],
         "version": version_of(change.snapshot_key),
         "commit": commit,
     }
+
+
+def _named(field: str, change: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
+    # The field's name from Jira's catalogue (pipeline/fields.py), else its id, as history and diff show it.
+    return {"field": field, "name": names.get(field, field), "from": change.get("from"), "to": change.get("to")}
 
 
 def envelope(detail: dict[str, Any], now: float) -> Event:
@@ -117,14 +116,20 @@ def _iso(epoch_seconds: float) -> str:
 
 
 class EventSink(Protocol):
-    """Where events go. `put` takes one call's worth (at most MAX_ENTRIES, MAX_CALL_BYTES in all) and returns the
-    positions that were not taken."""
+    """Where events go. `put` takes one call's worth (at most `max_entries`, MAX_CALL_BYTES in all) and returns the
+    positions that were not taken, never raising. `all_or_none`: a call is taken whole or not at all."""
+
+    max_entries: int
+    all_or_none: bool
 
     def put(self, events: list[Event]) -> list[int]: ...
 
 
 class EventBridgeSink:
     """PutEvents on one bus."""
+
+    max_entries = MAX_ENTRIES
+    all_or_none = False
 
     def __init__(self, client: Any, bus: str) -> None:
         self.client, self.bus = client, bus
@@ -161,6 +166,9 @@ class EventBridgeSink:
 
 class NdjsonSink:
     """One JSON object a line, appended to a file and fsynced before `put` returns."""
+
+    max_entries = 1_000  # one write and one fsync for many lines
+    all_or_none = True
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -257,23 +265,39 @@ class Publisher:
         return left
 
     def _round(self, events: list[Event]) -> list[Event]:
-        """Each event once, in calls of what PutEvents takes; returns what was not taken, each issue in order."""
+        """Each event once, in calls of what PutEvents takes; returns what was not taken, each issue in order.
+
+        Unless the sink takes a call whole or not at all, a call carries at most one event of an issue: PutEvents
+        may refuse one entry of a call and take the next, which would let an issue's later change overtake its
+        earlier one."""
         assert self.sink is not None
+        one_per_issue = not self.sink.all_or_none
         left: list[Event] = []
         held: set[str] = set()  # issues with an event not taken: their later ones wait
         call: list[Event] = []
         size = 0
         for event in [*events, None]:
-            if call and (event is None or len(call) == MAX_ENTRIES or size + entry_bytes(event) > MAX_CALL_BYTES):
-                for position in self.sink.put(call):
+            issue = event["detail"]["issue_id"] if event is not None else None
+            in_call = one_per_issue and any(e["detail"]["issue_id"] == issue for e in call)
+            full = event is None or len(call) == self.sink.max_entries or size + entry_bytes(event) > MAX_CALL_BYTES
+            if call and (full or in_call):
+                for position in self._put(call):
                     left.append(call[position])
                     held.add(call[position]["detail"]["issue_id"])
                 call, size = [], 0
             if event is None:
                 break
-            if event["detail"]["issue_id"] in held:
+            if issue in held:
                 left.append(event)
                 continue
             call.append(event)
             size += entry_bytes(event)
         return left
+
+    def _put(self, call: list[Event]) -> list[int]:
+        assert self.sink is not None
+        try:
+            return self.sink.put(call)
+        except Exception:  # a sink that breaks its promise not to raise must not break the committer
+            log.warning("publishing failed", exc_info=True)
+            return list(range(len(call)))
