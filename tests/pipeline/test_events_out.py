@@ -35,6 +35,7 @@ from pipeline.events_out import (
     entry_bytes,
     events_for,
 )
+from pipeline.events_out import destination as events_destination
 from pipeline.git.commits import GitRecords, commit_batch
 from pipeline.git.store import GitStore
 from pipeline.messages import Change
@@ -437,3 +438,46 @@ def test_events_are_exactly_the_committed_changes_each_issue_in_order(
         for g in gits:
             g.close()
         db.close()
+
+
+def test_a_change_of_thousands_of_long_fields_keeps_what_fits(store: Store, git: GitStore) -> None:
+    fields = [{"field": f"customfield_{n:05d}", "from": "a" * 70, "to": "b" * 70} for n in range(8_000)]
+    [event] = commit([dataclasses.replace(change_of("401", "t-1", 1), changes=fields)], git, GitRecords(store))
+    assert entry_bytes(event) <= MAX_CALL_BYTES
+    kept = event["detail"]["changes"]
+    assert 0 < len(kept) < len(fields) and kept == [
+        {**f, "name": f["field"], "from": "...", "to": "..."} for f in fields[: len(kept)]
+    ]
+
+
+def test_an_outbox_past_its_limit_drops_the_oldest(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("pipeline.events_out.OUTBOX_LIMIT", 2)
+    down = Recording(refuse={n: set(range(10)) for n in range(100)})
+    Publisher(down, store, sleep=no_sleep).publish([event_of("A", 1), event_of("B", 1), event_of("C", 1)])
+    held = store.read_json(EVENTS_OUTBOX_KEY)
+    assert held is not None and [e["detail"]["issue_id"] for e in held.data["events"]] == ["B", "C"]
+
+
+def test_an_outbox_that_cannot_be_saved_is_kept_in_memory_for_the_next_batch(store: Store) -> None:
+    sink = Recording(refuse={0: {0}, 1: {0}, 2: {0}})
+    publisher = Publisher(sink, store, sleep=no_sleep)
+    real = store.put_json
+
+    def down(key: str, data: Any) -> None:
+        raise OSError("store down")
+
+    store.put_json = down  # type: ignore[method-assign]
+    publisher.publish([event_of("A", 1)])
+    store.put_json = real  # type: ignore[method-assign]
+    publisher.publish([event_of("A", 2)])
+    assert [e["detail"]["version"] for e in sink.taken] == ["1-v", "2-v"]
+
+
+def test_where_events_go_is_said_in_a_few_words(tmp_path: Path) -> None:
+    from pipeline.settings import load_settings
+
+    home = {"JSYNC_HOME": str(tmp_path)}
+    assert events_destination(load_settings(home)) == f"NDJSON lines in {tmp_path / 'events.ndjson'}"
+    assert events_destination(load_settings({**home, "JSYNC_EVENT_BUS": "jira"})) == "EventBridge bus jira"
+    on_lambda = load_settings({**home, "AWS_LAMBDA_FUNCTION_NAME": "jsync-prod-committer"})
+    assert events_destination(on_lambda) == "off (no eventBusName)" and on_lambda.events_file is None

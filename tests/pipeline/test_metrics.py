@@ -119,3 +119,11 @@ def test_a_count_outside_a_handler_reaches_the_tally_only(capsys: pytest.Capture
     metrics.count("Loose")
     assert metrics.tally.snapshot()["counters"] == {metrics.UNMETERED: {"Loose": 1}}
     assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_metrics_that_cannot_be_written_never_fail_the_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_: Any) -> None:
+        raise OSError("stdout closed")
+
+    monkeypatch.setattr(metrics, "write_lines", broken)
+    assert metrics.metered("jsync-test", powertools=False)(lambda: metrics.count("Things") or "ok")() == "ok"
