@@ -58,7 +58,8 @@ def drain(
     """Receive, commit and delete batch after batch until the queue has nothing ready or time is short.
 
     `commit` pushes (or raises, and then nothing of the batch is deleted). `pushed` is told what each push carried
-    before its changes are deleted (the committer publishes them; it must not raise). `time_left` is seconds
+    before its changes are deleted (the committer publishes them; what it raises is logged, and the push stands).
+    `time_left` is seconds
     before the caller must stop; a batch starts only with room for one.
     """
     done = Drained()
