@@ -59,8 +59,7 @@ def drain(
 
     `commit` pushes (or raises, and then nothing of the batch is deleted). `pushed` is told what each push carried
     before its changes are deleted (the committer publishes them; what it raises is logged, and the push stands).
-    `time_left` is seconds
-    before the caller must stop; a batch starts only with room for one.
+    `time_left` is seconds before the caller must stop; a batch starts only with room for one.
     """
     done = Drained()
     while time_left() > bounds.max_seconds:
