@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api import static
 from api.auth import require_api_key
-from api.routes import health, issues, projects, sync, timeline
+from api.routes import health, issues, metrics, projects, sync, timeline
 from pipeline.errors import JSyncError
 from pipeline.settings import SecretUnavailable
 
@@ -36,7 +36,7 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.include_router(health.router, prefix="/api/v1")
-    for private in (issues.router, projects.router, sync.router):
+    for private in (issues.router, projects.router, sync.router, metrics.router):
         app.include_router(private, prefix="/api/v1", dependencies=[Depends(require_api_key)])
     app.include_router(static.router)
     app.include_router(timeline.router)  # checks the key itself: it answers a browser with a sign-in form

@@ -274,6 +274,36 @@ class SyncAccepted(BaseModel):
 SyncJob = JobView
 
 
+class Timing(BaseModel):
+    samples: int = Field(description="How many were recorded.", examples=[4])
+    max: float = Field(description="The largest.", examples=[2140.0])
+    last: float = Field(description="The latest.", examples=[310.0])
+
+
+class MetricsReport(BaseModel):
+    """What the functions counted in this process since it started: the local stack runs them all in the API's
+    process. A metric with a dimension beyond the service is named `Name{dimension=value}`."""
+
+    since: str = Field(
+        description="When counting began: the local stack's start (UTC).", examples=["2026-11-25T09:00:00Z"]
+    )
+    counters: dict[str, dict[str, float]] = Field(
+        description="Per function (its service name), each count's total.",
+        examples=[
+            {
+                "jsync-ingest": {"EventsAccepted": 3, "EventsRefused{reason=signature}": 1},
+                "jsync-writer": {"EventsCaptured": 3},
+                "jsync-committer": {"ChangesCommitted": 3, "EventsPublished": 3},
+            }
+        ],
+    )
+    timings: dict[str, dict[str, Timing]] = Field(
+        description="Per function, each duration in milliseconds (`CommitLagMs`: from a change's event time to its "
+        "push, the slowest of each push).",
+        examples=[{"jsync-committer": {"CommitLagMs": {"samples": 2, "max": 2140.0, "last": 310.0}}}],
+    )
+
+
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI entries for the error statuses a route can answer, all in the one error shape."""
     meaning = {

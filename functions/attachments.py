@@ -11,11 +11,13 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from pipeline import services
 from pipeline.attachments import AttachmentRef, copy, from_jira
+from pipeline.metrics import count, metered
 from pipeline.settings import get_settings
 
 logger = Logger(service="jsync-attachments")
 
 
+@metered(logger.service)
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     settings = get_settings()
     download = from_jira(settings)
@@ -23,6 +25,11 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     def record_handler(record: SQSRecord) -> None:
         ref = AttachmentRef.from_json(record.body)
         kept = copy(ref, services.store(), services.objects(), download, settings.attachment_max_bytes)
+        if kept.copied_now:
+            count("AttachmentsStored")
+            count("AttachmentBytes", kept.record.get("size") or 0)
+        elif kept.recorded_now:
+            count("AttachmentsNotStored", dimensions={"state": kept.state})
         logger.info(
             "attachment",
             extra={

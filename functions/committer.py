@@ -10,16 +10,19 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import fields, services
+from pipeline.events_out import events_for
 from pipeline.git.commits import commit_batch, commit_fields
 from pipeline.git.drain import Bounds, drain
 from pipeline.git.store import PushRejected, RemoteUnavailable
 from pipeline.messages import Change
+from pipeline.metrics import metered
 from pipeline.settings import get_settings
 
 logger = Logger(service="jsync-committer")
 _MARGIN_SECONDS = 30  # stop starting batches this long before Lambda's timeout: a batch and its push fit in it
 
 
+@metered(logger.service)
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     settings = get_settings()
     deadline = time.monotonic() + _remaining_seconds(context) - _MARGIN_SECONDS
@@ -36,7 +39,10 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
             lambda changes: commit_batch(changes, git, services.git_records(), _document, names),
             Bounds(settings.commit_batch_changes, settings.commit_batch_seconds, settings.commit_visibility_seconds),
             lambda: deadline - time.monotonic(),
+            # Before the delete: a committer that dies in between finds the changes in git and publishes nothing twice.
+            lambda changes, done: services.publisher().publish(events_for(changes, done, names, time.time())),
         )
+        services.publisher().publish([])  # events an earlier run could not publish, when no batch carried them
     except RemoteUnavailable as exc:
         logger.exception("git remote unavailable; the changes wait on the commits queue")
         _record_push_failure(f"RemoteUnavailable: {exc}")

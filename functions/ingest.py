@@ -12,6 +12,7 @@ from typing import Any
 from pipeline import services
 from pipeline.errors import WebhookRejected
 from pipeline.intake import accept
+from pipeline.metrics import count, metered
 from pipeline.refusals import RefusalCounter, log_refusal
 from pipeline.settings import SecretUnavailable, get_settings
 
@@ -19,6 +20,8 @@ from pipeline.settings import SecretUnavailable, get_settings
 refusals = RefusalCounter()
 
 
+# Metrics written by hand, not by Powertools: its import would cost every cold start more than ingest's own work.
+@metered("jsync-ingest", powertools=False)
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     method = event.get("requestContext", {}).get("http", {}).get("method", "POST")
     if method != "POST":
@@ -41,6 +44,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
         return _respond(
             503, {"error": "misconfigured", "detail": "Ingest cannot read its webhook secret; retry later."}
         )
+    count("EventsAccepted")
     return _respond(202, accepted.body())
 
 
@@ -49,6 +53,8 @@ def _note_refusal(rejected: WebhookRejected, headers: dict[str, str], size: int)
     now = time.time()
     reason = log_refusal(rejected.status, rejected.code, headers, size, os.environ.get("JSYNC_STAGE", "local"), now)
     if reason:
+        # A dimension of its own line (pipeline/metrics.py): one delivery an invocation, so it never spreads.
+        count("EventsRefused", dimensions={"reason": reason})
         refusals.refused(reason, services.store(), now)
 
 

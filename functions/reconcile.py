@@ -10,6 +10,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from pipeline import services
+from pipeline.metrics import count, metered
 from pipeline.reconcile import step
 from pipeline.reconcile.jira import JiraRateLimited
 from pipeline.settings import get_settings
@@ -18,6 +19,7 @@ logger = Logger(service="jsync-reconcile")
 _MAX_VISIBILITY_SECONDS = 12 * 3600
 
 
+@metered(logger.service)
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     failures: list[dict[str, str]] = []
     for record in event.get("Records", []):
@@ -43,12 +45,15 @@ def run_step(record: dict[str, Any], context: Any) -> None:
     if job is None:
         return
     out_of_time = step.deadline(context.get_remaining_time_in_millis if context is not None else None)
+    scanned = job.issues_scanned
     try:
         ran = step.run(job, store, services.queues(), settings, out_of_time)
     except JiraRateLimited as limited:
         logger.warning("Jira rate limit outlasted our retries", extra={"job_id": job.job_id})
         _retry_later(record, limited.retry_after)
         raise
+    finally:
+        count("ReconcileIssues", job.issues_scanned - scanned)
     if ran:
         logger.info(
             "reconcile step",

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pipeline import services
 from pipeline.capture import capture
 from pipeline.messages import Change, QueuedEvent
+from pipeline.metrics import count, metered
 from pipeline.queues import Queues
 from pipeline.refusals import AcceptedMarker
 from pipeline.settings import get_settings
@@ -45,6 +46,7 @@ class Outbox:
         self.queues.send_changes(changes)
 
 
+@metered(logger.service)
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
     _note_accepted(event.get("Records") or [])
     outbox = Outbox(services.queues())
@@ -54,6 +56,7 @@ def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]
     def record_handler(record: SQSRecord) -> None:
         outbox.before(record.attributes.message_group_id or "")
         result = capture(QueuedEvent.from_json(record.body), services.store(), outbox.add, ask_copies=ask_copies)
+        count("EventsCaptured")
         logger.info(
             "captured", extra={"event_id": result.event_id, "issue_id": result.issue_id, "advanced": result.advanced}
         )

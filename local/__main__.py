@@ -38,6 +38,8 @@ def main() -> int:
         f"  health:     {urls.health}\n"
         f"  API docs:   {urls.docs}\n"
         f"  reconcile:  {urls.reconcile}\n"
+        f"  events:     {urls.events}\n"
+        f"  metrics:    {urls.metrics}\n"
         f"  git remote: {redact(urls.git_remote)}\n"
         f"  backend:    {backend_line(stack.settings)}\n",
         flush=True,

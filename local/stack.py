@@ -26,7 +26,8 @@ from api.app import create_app
 from local.frontdoor import FrontDoor
 from local.poller import Handler, Poller
 from local.resources import SYNC_VISIBILITY_TIMEOUT, create_resources
-from pipeline import services
+from pipeline import metrics, services
+from pipeline.events_out import destination
 from pipeline.git.store import redact
 from pipeline.reconcile.reconciler import scheduled_run_due
 from pipeline.settings import SecretUnavailable, Settings, get_settings
@@ -67,6 +68,8 @@ class Urls:
     docs: str
     git_remote: str
     reconcile: str  # the Jira site and account reconcile reads as, or why it is off; never the token
+    events: str  # where committed changes are published
+    metrics: str
 
 
 class LocalStack:
@@ -97,12 +100,15 @@ class LocalStack:
             f"{base}/docs",
             self.settings.git_remote,
             reconcile_status(self.settings),
+            destination(self.settings),
+            f"{base}/api/v1/metrics",
         )
 
     def start(self) -> None:
         s = self.settings
         s.home.mkdir(parents=True, exist_ok=True)
         self._hold_home()
+        metrics.tally.reset()  # GET /api/v1/metrics counts from this start
         create_resources(s)
         bus = services.queue_bus()
         if s.backend == "embedded":

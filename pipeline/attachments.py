@@ -137,7 +137,11 @@ class Kept:
 
     state: State
     record: dict[str, Any]
-    copied_now: bool
+    recorded_now: bool  # this call settled it (a repeat finds it settled)
+
+    @property
+    def copied_now(self) -> bool:
+        return self.recorded_now and self.state == "stored"
 
 
 class _Measured:
@@ -191,7 +195,7 @@ def copy(
     """
     existing = records(store, ref.issue_id).get(ref.attachment_id)
     if existing is not None:
-        return Kept(existing["state"], existing, copied_now=False)
+        return Kept(existing["state"], existing, recorded_now=False)
     base = {
         "id": ref.attachment_id,
         "filename": ref.filename,
@@ -212,7 +216,7 @@ def copy(
         except AttachmentGone:
             record = {**base, "state": "gone", "size": ref.size, "reason": "Jira no longer has this attachment."}
     kept = _record(store, ref.issue_id, record)
-    return Kept(kept["state"], kept, copied_now=kept is record and record["state"] == "stored")
+    return Kept(kept["state"], kept, recorded_now=kept is record)
 
 
 def records(store: Store, issue_id: str) -> dict[str, dict[str, Any]]:

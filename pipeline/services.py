@@ -15,6 +15,7 @@ from pipeline.store import Store
 
 if TYPE_CHECKING:  # the ingest Lambda never loads dulwich
     from pipeline.backends.embedded import Database
+    from pipeline.events_out import Publisher
     from pipeline.git.commits import GitRecords, PushLog
     from pipeline.git.store import GitStore
 
@@ -110,6 +111,14 @@ def push_log() -> PushLog:
     return PushLog(s.push_record, s.put_push_record)
 
 
+@lru_cache(maxsize=1)
+def publisher() -> Publisher:
+    """The committer's publisher of committed changes: its outbox is read once per process."""
+    from pipeline.events_out import Publisher, sink_for
+
+    return Publisher(sink_for(get_settings(), aws), store())
+
+
 def forget_git() -> None:
     """After the remote failed us: reconnect next time, with the git token read again (it may be rotated)."""
     if git_store.cache_info().currsize:
@@ -124,5 +133,17 @@ def reset() -> None:
         git_store().close()
     if database.cache_info().currsize:
         database().close()
-    for cached in (aws, database, objects, queue_bus, store, queues, git_store, git_records, push_log, get_settings):
+    for cached in (
+        aws,
+        database,
+        objects,
+        queue_bus,
+        store,
+        queues,
+        git_store,
+        git_records,
+        push_log,
+        publisher,
+        get_settings,
+    ):
         cached.cache_clear()

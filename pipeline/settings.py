@@ -43,11 +43,18 @@ class Settings:
     commit_visibility_seconds: int = 240  # how long changes the committer received stay hidden (pipeline/git/drain.py)
     attachments_queue: str = "jsync-local-attachments.fifo"  # copy requests for attachment contents
     attachment_max_bytes: int = 100 * 1024 * 1024  # larger attachments keep their metadata only
+    event_bus: str | None = None  # the EventBridge bus each committed change is published on (pipeline/events_out.py)
+    on_lambda: bool = False  # running as a deployed function: no disk of its own, and metrics go to CloudWatch
 
     @property
     def database(self) -> Path:
         """The embedded backend's one SQLite file."""
         return self.home / "jsync.db"
+
+    @property
+    def events_file(self) -> Path | None:
+        """Where committed changes are written as NDJSON when no bus is set: locally, never on Lambda."""
+        return None if self.event_bus or self.on_lambda else self.home / "events.ndjson"
 
     @property
     def webhook_secret(self) -> str | None:
@@ -273,6 +280,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         commit_visibility_seconds=int(e.get("JSYNC_COMMIT_VISIBILITY_SECONDS", "240")),
         attachments_queue=e.get("JSYNC_ATTACHMENTS_QUEUE", f"jsync-{stage}-attachments.fifo"),
         attachment_max_bytes=int(e.get("JSYNC_ATTACHMENT_MAX_BYTES", str(100 * 1024 * 1024))),
+        event_bus=e.get("JSYNC_EVENT_BUS", "").strip() or None,
+        on_lambda=bool(e.get("AWS_LAMBDA_FUNCTION_NAME")),
     )
 
 

@@ -39,6 +39,11 @@ def snapshot_key(issue_id: str, event_time_ms: int, event_id: str) -> str:
     return f"snapshots/{issue}/{int(event_time_ms)}-{_check(EVENT_ID, event_id, 'event id')}.json"
 
 
+def version_of(snapshot_key: str) -> str:
+    """The history version a snapshot key names (`version_key`'s inverse): `<event_time_ms>-<event_id>`."""
+    return snapshot_key.rsplit("/", 1)[-1].removesuffix(".json")
+
+
 def latest_key(issue_id: str) -> str:
     return f"latest/{_check(_ISSUE_ID, issue_id, 'issue id')}.json"
 
@@ -273,6 +278,7 @@ class Store:
 WEBHOOK_REFUSED_PREFIX = "ops/webhook/refused/"  # <yyyymmddHHMM>/<instance>.json: one ingest instance's minute
 WEBHOOK_ACCEPTED_KEY = "ops/webhook/last_accepted.json"  # the newest accepted delivery the writer has seen
 PUSH_RECORD_KEY = "gitstate/_push.json"  # the committer's last push and last push error
+EVENTS_OUTBOX_KEY = "gitstate/_events_outbox.json"  # committed changes' events not yet published (events_out.py)
 _MINUTE = re.compile(r"^[0-9]{12}$")
 _INSTANCE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 

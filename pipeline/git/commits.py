@@ -6,7 +6,7 @@ import logging
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline import fields
@@ -43,6 +43,7 @@ class BatchResult:
     commits: list[str]  # event ids that became commits
     skipped: list[str]  # event ids already recorded (replays, older events) or changing nothing
     left: list[int]  # positions of the changes not dealt with (one failed, and its issue's later ones): retry them
+    shas: list[str] = field(default_factory=list)  # the commit of each of `commits`, in the same order
 
     def done(self, count: int) -> list[int]:
         """Positions, of `count` changes, that were dealt with."""
@@ -174,6 +175,7 @@ def commit_batch(
         since_records = _records_since(git, records.tip())
         staged: dict[str, GitRecord] = {}
         committed: list[str] = []
+        shas: list[str] = []
         skipped: list[str] = []
         left: list[int] = []
         held_back: set[str] = set()
@@ -189,8 +191,12 @@ def commit_batch(
                 if record is not None and order <= record.order:
                     skipped.append(change.event_id)
                 else:
-                    staged[change.issue_id], made = _stage(change, record, git, document, names or {})
-                    (committed if made else skipped).append(change.event_id)
+                    staged[change.issue_id], sha = _stage(change, record, git, document, names or {})
+                    if sha is None:
+                        skipped.append(change.event_id)
+                    else:
+                        committed.append(change.event_id)
+                        shas.append(sha)
             except Exception:
                 log.exception("change %s cannot be committed; its issue waits for retry", change.event_id)
                 held_back.add(change.issue_id)
@@ -207,7 +213,7 @@ def commit_batch(
         records.save(
             {**since_records, **staged}, git.tip.decode() if git.tip else None, len(committed) + len(since_records)
         )
-        return BatchResult(committed, skipped, left)
+        return BatchResult(committed, skipped, left, shas)
     raise AssertionError("unreachable")
 
 
@@ -263,8 +269,9 @@ def _records_since(git: GitStore, saved_tip: str | None) -> dict[str, GitRecord]
 
 def _stage(
     change: Change, record: GitRecord | None, git: GitStore, document: Callable[[Change], Any], names: Mapping[str, str]
-) -> tuple[GitRecord, bool]:
-    """One commit for the change: the issue's JSON and Markdown written (or removed, or moved) together."""
+) -> tuple[GitRecord, str | None]:
+    """One commit for the change: the issue's JSON and Markdown written (or removed, or moved) together. Returns
+    the commit's sha, or None when the change alters no file."""
     order = change.order
     new_path = None if change.deleted else git_path(change.key, change.issue_id)
     old_paths = {p for p in (record.path if record else None, _path_of(change.previous_key, change.issue_id)) if p}
@@ -278,10 +285,8 @@ def _stage(
         if writes or not git.holds(new_path, content):
             writes[new_path] = content
             writes[markdown_path(new_path)] = render_issue(doc, names).encode("utf-8", "backslashreplace")
-    made = (
-        bool(writes) and git.stage(writes, _author(change), change.time_ms // 1000, commit_message(change)) is not None
-    )
-    return GitRecord(order, new_path), made
+    sha = git.stage(writes, _author(change), change.time_ms // 1000, commit_message(change)) if writes else None
+    return GitRecord(order, new_path), sha.decode() if sha else None
 
 
 def _path_of(key: str | None, issue_id: str) -> str | None:

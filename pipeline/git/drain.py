@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from pipeline import metrics
 from pipeline.backends import QueueBus, Received
 from pipeline.git.commits import BatchResult
 from pipeline.messages import Change
@@ -52,11 +53,13 @@ def drain(
     commit: Callable[[list[Change]], BatchResult],
     bounds: Bounds,
     time_left: Callable[[], float],
+    pushed: Callable[[list[Change], BatchResult], None] = lambda changes, result: None,
 ) -> Drained:
     """Receive, commit and delete batch after batch until the queue has nothing ready or time is short.
 
-    `commit` pushes (or raises, and then nothing of the batch is deleted). `time_left` is seconds before the
-    caller must stop; a batch starts only with room for one.
+    `commit` pushes (or raises, and then nothing of the batch is deleted). `pushed` is told what each push carried
+    before its changes are deleted (the committer publishes them; what it raises is logged, and the push stands).
+    `time_left` is seconds before the caller must stop; a batch starts only with room for one.
     """
     done = Drained()
     while time_left() > bounds.max_seconds:
@@ -65,6 +68,11 @@ def drain(
             break
         changes, kept = _readable(received)
         result = commit(changes)
+        _measure(changes, result)
+        try:
+            pushed(changes, result)
+        except Exception:  # the push stands whatever its aftermath does
+            log.exception("what follows the push failed; the push stands")
         finished = [kept[i] for i in result.done(len(changes))]
         if finished:
             # A delete that fails leaves them to come back: replays, which the committer recognises and skips.
@@ -74,6 +82,16 @@ def drain(
         done.skipped += len(result.skipped)
         done.left += len(received) - len(finished)
     return done
+
+
+def _measure(changes: list[Change], result: BatchResult) -> None:
+    """Changes committed, and how long after its event the slowest of them reached git."""
+    if not result.commits:
+        return
+    metrics.count("ChangesCommitted", len(result.commits))
+    committed = set(result.commits)
+    now_ms = time.time() * 1000
+    metrics.measure("CommitLagMs", max(0, max(now_ms - c.time_ms for c in changes if c.event_id in committed)))
 
 
 def _receive(bus: QueueBus, queue: str, bounds: Bounds) -> list[Received]:

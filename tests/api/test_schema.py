@@ -139,6 +139,7 @@ def test_the_fuzzed_schema_is_the_one_uvicorn_serves(base_url: str) -> None:
         ("GET", "/api/v1/issues/{key_or_id}/diff"),
         ("GET", "/api/v1/issues/{key_or_id}/history"),
         ("GET", "/api/v1/issues/{key_or_id}/history/{version}"),
+        ("GET", "/api/v1/metrics"),
         ("GET", "/api/v1/projects"),
         ("GET", "/api/v1/projects/{project}/export"),
         ("GET", "/api/v1/projects/{project}/issues"),

@@ -20,8 +20,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / ".serverless" / "cloudformation-template-update-stack.json"
-TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900}
-QUEUES = ("Events", "Commits", "Bell", "Sync")
+TIMEOUTS = {"Ingest": 10, "Writer": 30, "Committer": 120, "Api": 29, "Reconcile": 900, "Attachments": 300}
+QUEUES = ("Events", "Commits", "Bell", "Sync", "Attachments")
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"
 CLOUDFRONT_ZONE = "Z2FDTNDATAQYW2"
@@ -344,10 +344,13 @@ def test_the_dashboard_shows_every_function_queue_and_jsync_count(plain: dict[st
         "ChangesCommitted": "jsync-committer",
         "CommitLagMs": "jsync-committer",
         "ReconcileIssues": "jsync-reconcile",
+        "AttachmentsStored": "jsync-attachments",
+        "AttachmentBytes": "jsync-attachments",
     }
-    for function in ("writer", "committer", "reconcile"):
+    for function in ("writer", "committer", "reconcile", "attachments"):
         code = (ROOT / "functions" / f"{function}.py").read_text()
         assert f'Logger(service="jsync-{function}")' in code, function
-    [refused] = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    refused, not_stored = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
+    assert 'MetricName="AttachmentsNotStored"' in not_stored and "jsync-attachments" in not_stored
     assert 'MetricName="EventsRefused"' in refused and "{JSync,service,reason}" in refused
     assert "jsync-ingest" in refused

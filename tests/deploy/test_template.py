@@ -446,3 +446,27 @@ def _deployed_env() -> dict[str, str]:
     """The environment a deployed function has, as far as importing its handler goes."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("JSYNC_")}
     return {**env, "JSYNC_BACKEND": "aws", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def test_only_the_committer_may_publish_events_and_only_on_the_named_bus() -> None:
+    # Given the template packaged without eventBusName (a deploy passes it as the EventBusName stack parameter)
+    template = json.loads(TEMPLATE.read_text())
+    resources = template["Resources"]
+    # Then the grant exists only when a bus is named, names that bus alone, and is the committer's
+    assert template["Conditions"]["HasEventBus"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EventBusName"}, ""]}]}
+    policy = resources["CommitterEventsPolicy"]
+    assert policy["Condition"] == "HasEventBus"
+    assert policy["Properties"]["Roles"] == [{"Ref": "CommitterRole"}]
+    bus = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
+    assert policy["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": ["events:PutEvents"], "Resource": {"Fn::Sub": bus}}
+    ]
+    for role in ROLES:
+        assert not [s for s in statements(resources, role) if "events:" in json.dumps(s["Action"])], role
+    for name in TIMEOUTS:
+        env = resources[f"{name}LambdaFunction"]["Properties"]["Environment"]["Variables"]
+        assert ("JSYNC_EVENT_BUS" in env) == (name == "Committer"), name
+        assert env["POWERTOOLS_METRICS_NAMESPACE"] == "JSync", name
+    assert resources["CommitterLambdaFunction"]["Properties"]["Environment"]["Variables"]["JSYNC_EVENT_BUS"] == {
+        "Ref": "EventBusName"
+    }
