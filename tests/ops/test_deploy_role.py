@@ -177,9 +177,8 @@ def evaluate(condition: Any, conditions: dict[str, Any], params: dict[str, str])
 
 @cache
 def raw_template() -> dict[str, Any]:
-    loaded, matches = cfn_yaml.load(str(ROLE_TEMPLATE)), []
-    assert not matches
-    return dict(json.loads(json.dumps(loaded)))
+    # cfn-lint's loader reads !Ref, !Sub and !If as {"Ref": ...}, {"Fn::Sub": ...}, {"Fn::If": ...}
+    return dict(json.loads(json.dumps(cfn_yaml.load(str(ROLE_TEMPLATE)))))
 
 
 def role_template(**overrides: str) -> dict[str, Any]:
