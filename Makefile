@@ -23,6 +23,7 @@ test: $(STAMP) lint package
 lint: $(STAMP)
 	$(PY) -m ruff check functions pipeline api local ops bench tests
 	$(PY) -m mypy
+	$(VENV)/bin/actionlint
 
 demo: $(STAMP)
 	$(PY) -m local.demo
