@@ -3,8 +3,8 @@ tally in the process, which the local stack's `GET /api/v1/metrics` serves.
 
 A handler wrapped in `metered(service)` collects what `count` and `measure` record while it runs (in the handler or
 in pipeline code it calls) and writes it when it returns: in namespace `JSync` (`POWERTOOLS_METRICS_NAMESPACE`),
-with the `service` dimension (the function's Logger service name). Outside a metered handler (the API's process, a
-script, a test) only the tally counts.
+with the `service` dimension (the function's Logger service name) and, deployed, `stage`. Outside a metered handler
+(the API's process, a script, a test) only the tally counts.
 
 The lines are written two ways:
 - writer, committer, reconcile: Powertools' `EphemeralMetrics`, one per invocation. Not `Metrics`: it keeps its
@@ -49,6 +49,12 @@ R = TypeVar("R")
 
 def namespace() -> str:
     return os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "JSync"
+
+
+def _with_stage(dimensions: Dimensions) -> Dimensions:
+    """Deployed, every metric also carries its stage: dev and prod in one account must not share one graph."""
+    stage = os.environ.get("JSYNC_STAGE", "").strip()
+    return (("stage", stage), *dimensions) if stage else dimensions
 
 
 class Tally:
@@ -154,6 +160,7 @@ def emf_line(
 ) -> str:
     """One EMF line: the metrics' values at the root, beside `service` and `dimensions`, and the directive naming
     them (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html)."""
+    dimensions = _with_stage(dimensions)
     directive = {
         "Namespace": namespace(),
         "Dimensions": [["service", *(k for k, _ in dimensions)]],
@@ -179,7 +186,7 @@ def _write_powertools(service: str, samples: Samples) -> None:
 
     for dimensions, metrics in samples.items():
         emf = EphemeralMetrics(namespace=namespace(), service=service)
-        for key, label in dimensions:
+        for key, label in _with_stage(dimensions):
             emf.add_dimension(name=key, value=label)
         for (name, unit), values in metrics.items():
             for value in values:

@@ -338,6 +338,8 @@ def test_the_dashboard_shows_every_function_queue_and_jsync_count(plain: dict[st
         assert shown("AWS/SQS", metric) == queues, metric
     # JSync's own counts, by the service each function's Logger names (pipeline/metrics.py)
     services = {m[1]: m[3] for m in metrics if m[0] == "JSync" and m[2] == "service"}
+    # ... of this stage only: two stages in one account share the namespace (pipeline/metrics.py adds `stage`)
+    assert all(m[4:6] == ["stage", "<sls:stage>"] or m[4:6] == ["stage", "dev"] for m in metrics if m[0] == "JSync")
     assert services == {
         "EventsAccepted": "jsync-ingest",
         "EventsCaptured": "jsync-writer",
@@ -352,5 +354,6 @@ def test_the_dashboard_shows_every_function_queue_and_jsync_count(plain: dict[st
         assert f'Logger(service="jsync-{function}")' in code, function
     refused, not_stored = [m[0]["expression"] for m in metrics if isinstance(m[0], dict)]
     assert 'MetricName="AttachmentsNotStored"' in not_stored and "jsync-attachments" in not_stored
-    assert 'MetricName="EventsRefused"' in refused and "{JSync,service,reason}" in refused
+    assert all('stage="dev"' in e for e in (refused, not_stored))
+    assert 'MetricName="EventsRefused"' in refused and "{JSync,reason,service,stage}" in refused
     assert "jsync-ingest" in refused

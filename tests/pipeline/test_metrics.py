@@ -127,3 +127,21 @@ def test_metrics_that_cannot_be_written_never_fail_the_handler(monkeypatch: pyte
 
     monkeypatch.setattr(metrics, "write_lines", broken)
     assert metrics.metered("jsync-test", powertools=False)(lambda: metrics.count("Things") or "ok")() == "ok"
+
+
+@pytest.mark.parametrize("powertools", [False, True])
+def test_a_deployed_stage_names_itself_on_every_metric(
+    powertools: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two stages in one account: each metric line carries `stage`, so their graphs and alarms stay apart."""
+    monkeypatch.setenv("JSYNC_STAGE", "prod")
+
+    @metrics.metered("jsync-test", powertools=powertools)
+    def handler() -> None:
+        metrics.count("Accepted")
+        metrics.count("Refused", dimensions={"reason": "size"})
+
+    handler()
+    lines = {frozenset(directive(line)["Dimensions"][0]): line for line in emf_lines(capsys.readouterr().out)}
+    assert set(lines) == {frozenset({"service", "stage"}), frozenset({"service", "stage", "reason"})}
+    assert all(line["stage"] == "prod" for line in lines.values())
