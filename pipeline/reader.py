@@ -58,6 +58,7 @@ ATTACHMENT_ID = ISSUE_ID  # numeric, like issue ids
 class Page:
     items: list[dict[str, Any]]
     next_cursor: str | None
+    latest: LatestState | None = None  # history's: the issue's latest state, read on the way
 
 
 @dataclass(frozen=True)
@@ -101,14 +102,14 @@ def latest_issue(store: Store, ref: str) -> IssueState:
         raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
     state = as_latest(found.data)
     if state.get("deleted"):
-        raise JSyncError(410, "issue_deleted", _deleted_detail(ref, state))
+        raise JSyncError(410, "issue_deleted", deleted_detail(ref, state))
     doc = state["issue"]
     if doc is None:  # only a deletion's snapshot can lack its issue, and a deleted issue answered 410 above
         raise JSyncError(404, "issue_not_found", f"No issue {ref} has been captured.")
     return IssueState(issue_id, doc, '"' + hashlib.sha256(canonical_json(doc)).hexdigest()[:32] + '"')
 
 
-def _deleted_detail(ref: str, state: LatestState) -> str:
+def deleted_detail(ref: str, state: LatestState) -> str:
     when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(state.get("deleted_at") or 0) / 1000))
     who = (state.get("deleted_by") or {}).get("displayName")
     by = f" by {who}" if who else ""
@@ -314,7 +315,7 @@ def history(store: Store, ref: str, limit: int, cursor: str | None) -> Page:
             # What became of the attachments this version added: stored, or skipped and why (one GET a page).
             item["attachments"] = [_attachment_note(r) for r in kept.values() if r.get("version") == item["version"]]
     more = len(listed) > limit and bool(shown)
-    return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None)
+    return Page(items, _encode_cursor(shown[-1][0].position(issue_id)) if more else None, state)
 
 
 def _versions(store: Store, issue_id: str, state: LatestState | None) -> list[_Version]:

@@ -43,6 +43,7 @@ td.arrow{color:#4a5560;width:1rem}
 del{background:#fde8e8;color:#8a1c1c}ins{background:#e3f6e8;color:#135c2b;text-decoration:none}
 .empty{color:#8a949e;font-style:italic}.diff{white-space:pre-wrap}
 form{margin:1rem 0}input{font:inherit;padding:.3rem}button{font:inherit;padding:.3rem .8rem}
+ul.attachments{margin:.3rem 0 0;padding-left:1.2rem}.not-kept{color:#8a6d00}
 """
 # When no zone was asked for, show the times in the browser's own zone (the page reads fine without it).
 _LOCAL_TIME_SCRIPT = """
@@ -183,7 +184,19 @@ def _version(item: dict[str, Any], link_key: str, shown_in: tzinfo | None) -> st
     rows = "".join(_change(c) for c in changes)
     table = f'<table class="changes">{rows}</table>' if rows else ""
     kind = " deleted" if event == "jira:issue_deleted" else ""
-    return f'<li class="version{kind}" id="v-{escape(version)}">{meta}{table}</li>'
+    kept = "".join(_attachment(a, link_key) for a in item.get("attachments") or [] if isinstance(a, dict))
+    files = f'<ul class="attachments">{kept}</ul>' if kept else ""
+    return f'<li class="version{kind}" id="v-{escape(version)}">{meta}{table}{files}</li>'
+
+
+def _attachment(note: dict[str, Any], link_key: str) -> str:
+    """An attachment this version added: a link to the copy JSync kept, or why there is none."""
+    name = escape(str(note.get("filename") or note.get("id") or "attachment"))
+    if note.get("state") == "stored":
+        href = f"/api/v1/issues/{link_key}/attachments/{quote(str(note.get('id')), safe='')}"
+        return f'<li>Attachment <a href="{escape(href)}" download>{name}</a></li>'
+    why = escape(str(note.get("reason") or note.get("state") or ""))
+    return f'<li>Attachment {name}: <span class="not-kept">not kept ({why})</span></li>'
 
 
 def _time(event_time: Any, shown_in: tzinfo | None) -> str:

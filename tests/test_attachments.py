@@ -180,3 +180,14 @@ def test_a_reconcile_copies_the_attachments_of_issues_captured_before_jira_crede
     downloads = len([p for p in fake.paths("GET") if "/attachment/content/" in p])
     any_pipeline.sync()
     assert len([p for p in fake.paths("GET") if "/attachment/content/" in p]) == downloads == 1
+
+
+def test_the_timeline_links_a_kept_attachment_and_says_why_another_was_not(
+    any_pipeline: Pipeline, jira: FakeJira, api: TestClient
+) -> None:
+    deliver_attachments(any_pipeline)
+    any_pipeline.drain()
+    page = api.get(f"/issues/{KEY}/timeline")
+    assert page.status_code == 200
+    assert f'href="/api/v1/issues/{KEY}/attachments/{TRACE_ID}" download>trace.log</a>' in page.text
+    assert 'screen recording.mp4: <span class="not-kept">not kept (157,286,400 bytes: over JSync' in page.text

@@ -62,16 +62,13 @@ def _view(ref: str, limit: str, cursor: str | None, tz: str | None, nonce: str) 
     if not limit.isdigit() or not 1 <= int(limit) <= 200:
         raise JSyncError(400, "invalid_limit", "limit is a whole number from 1 to 200.")
     shown_in = timeline.zone(tz)
-    store = services.store()
+    page = reader.history(services.store(), ref, int(limit), cursor)
     key, summary, gone = None, None, None
-    try:
-        state = reader.latest_issue(store, ref)
-        key, summary = state.document.get("key"), (state.document.get("fields") or {}).get("summary")
-    except JSyncError as exc:
-        if exc.status != 410:
-            raise
-        gone = exc.detail  # a deleted issue's history stays readable, its deletion the newest entry
-    page = reader.history(store, ref, int(limit), cursor)
+    if page.latest is not None and page.latest.get("deleted"):
+        gone = reader.deleted_detail(ref, page.latest)  # its history stays readable, its deletion the newest entry
+    elif page.latest is not None and isinstance(page.latest.get("issue"), dict):
+        document = page.latest["issue"] or {}
+        key, summary = document.get("key"), (document.get("fields") or {}).get("summary")
     return timeline.Timeline(
         ref=ref,
         key=key if isinstance(key, str) else None,
