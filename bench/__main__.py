@@ -1,5 +1,5 @@
 """`python -m bench [--sizes 1000,10000,100000] [--quick] [--only SECTION,...] [--backends embedded,aws]`: every
-benchmark of issues 6, 7 and 12, one table, JSON beside it.
+benchmark of issues 6, 7, 12, 13 and 15, one table, JSON beside it.
 
 Bounded in count and time, loopback only: a local git http-backend serves generated repositories from tmpfs, the
 committer and the local stack push to it with a token. The end-to-end and reconcile sections run once per backend,
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import batches, committer, durability, endtoend, reconcile, repos, writes
+from bench import attachments, batches, committer, durability, endtoend, reconcile, repos, writes
 from bench.endtoend import BACKENDS
 from bench.gitserver import GitServerProcess, copy_repo
 from bench.motoserver import MotoServer
@@ -38,8 +38,9 @@ CLI_MAX_FILES = 10_000  # the git-CLI-per-event plan takes seconds per event bey
 # committer: generated repositories, the committer and its cold start; e2e: the local stack end to end, ingest and
 # API, kill -9 of its process group (per backend); reconcile: backfill, catch-up and idle re-run against a fake Jira
 # (per backend); batches: issue 13's large commit batches against a remote that takes 300 ms a push; writes: object
-# store calls per webhook, writer and committer (embedded).
-SECTIONS = ("committer", "e2e", "reconcile", "batches", "writes")
+# store calls per webhook, writer and committer (embedded); attachments: one large attachment copied from a fake Jira
+# (issue 15), speed and the copier's peak memory, per backend.
+SECTIONS = ("committer", "e2e", "reconcile", "batches", "writes", "attachments")
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def run(
         "reconcile": {},
         "batches": {},
         "writes": {},
+        "attachments": {},
         "errors": {},
     }
     results["paths"]["repo_cache"] = str(repos.cache_root())
@@ -152,6 +154,13 @@ def run(
                 results["writes"] = writes.run(20, 100) if quick else writes.run(200, 2000)
             except Exception as exc:
                 results["errors"]["writes"] = _error(exc)
+            checkpoint(results)
+        if "attachments" in sections:
+            log(started, "attachment copies (issue 15)")
+            try:
+                results["attachments"] = attachments.run(20 if quick else 100, backends)
+            except Exception as exc:
+                results["errors"]["attachments"] = _error(exc)
             checkpoint(results)
     finally:
         server.stop()

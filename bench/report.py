@@ -223,6 +223,11 @@ def render(results: dict[str, Any]) -> str:
             _reconcile_section(backend, (results.get("reconcile") or {}).get(backend) or {}, add)
     if results.get("batches"):
         _batches_section(results["batches"], add)
+    if results.get("attachments"):
+        from bench.attachments import render as render_attachments
+
+        add("Attachment copies (issue 15): " + render_attachments(results["attachments"]))
+        add("")
     if results.get("writes"):
         from bench.writes import render as render_writes
 

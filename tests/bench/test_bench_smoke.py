@@ -97,6 +97,10 @@ def test_quick_benchmark_reports_a_figure_in_every_section(tmp_path: Path) -> No
         for key in ("reconcile_issues_per_s", "reconcile_changes_per_s", "end_to_end_issues_per_s"):
             number(reconcile, "backfill", key)
         assert number(reconcile, "backfill", "changes_fed") > 0
+        copied = results["attachments"][backend]
+        assert copied["state"] == "stored" and copied["size"] == 20 * 1024 * 1024
+        number(copied, "mb_per_s")
+        number(copied, "rss_growth_mb")
         assert number(reconcile, "backfill", "requests_per_issue", "total") > 0
         assert number(reconcile, "catchup", "changes_fed") > 0
     # The kill -9 run, on embedded only in a quick run (on aws it waits out SQS's visibility timeout)
