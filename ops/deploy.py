@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import boto3
@@ -85,6 +86,33 @@ def reconcile_params(stage: str, client: Any, schedule: str) -> list[str]:
     return [*params, f"--param=jiraSecretName={name}", "--param=reconcileState=ENABLED"]
 
 
+# The stage's optional params, each from an environment variable (CI sets them from its repository or environment
+# variables). CloudFormation forgets a param a deploy leaves out, and removes what it made: every deploy passes all.
+STAGE_PARAMS = {
+    "gitBranch": "JSYNC_GIT_BRANCH",
+    "logRetentionDays": "JSYNC_LOG_RETENTION_DAYS",
+    "domainName": "JSYNC_DOMAIN_NAME",
+    "certificateArn": "JSYNC_CERTIFICATE_ARN",
+    "hostedZoneId": "JSYNC_HOSTED_ZONE_ID",
+    "wafRateLimit": "JSYNC_WAF_RATE_LIMIT",
+    "monthlyBudget": "JSYNC_MONTHLY_BUDGET",
+    "eventBusName": "JSYNC_EVENT_BUS_NAME",
+    "ingestConcurrency": "JSYNC_INGEST_CONCURRENCY",
+    "apiConcurrency": "JSYNC_API_CONCURRENCY",
+    "attachmentMaxBytes": "JSYNC_ATTACHMENT_MAX_BYTES",
+    "attachmentsConcurrency": "JSYNC_ATTACHMENTS_CONCURRENCY",
+}
+
+
+def stage_params(env: Mapping[str, str]) -> list[str]:
+    """`--param=name=value` for each optional param whose variable is set; a domain without its certificate is
+    refused here rather than by CloudFront half-way through the update."""
+    values = {name: env.get(variable, "").strip() for name, variable in STAGE_PARAMS.items()}
+    if values["domainName"] and not values["certificateArn"]:
+        raise DeployError("JSYNC_DOMAIN_NAME needs JSYNC_CERTIFICATE_ARN: an ACM certificate in us-east-1 for it.")
+    return [f"--param={name}={value}" for name, value in values.items() if value]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", required=True)
@@ -100,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         missing = missing_secrets(args.stage, client)
         # Only when the required secrets are there, so a first deploy hears about those first.
         reconcile = [] if missing else reconcile_params(args.stage, client, args.reconcile_schedule)
+        options = stage_params(os.environ)
     except DeployError as exc:
         print(f"jsync deploy: {exc}", file=sys.stderr)
         return 2
@@ -131,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if args.alarm_email:
         command.append(f"--param=alarmEmail={args.alarm_email}")
-    command += reconcile
+    command += reconcile + options
     return subprocess.call(command, cwd=ROOT)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -12,6 +13,7 @@ import pytest
 from ops import deploy
 from tests.environments import reset_moto
 
+ROOT = Path(__file__).resolve().parents[2]
 REMOTE = "https://github.com/acme/jira-history.git"
 TOKEN = "jira-token-value-never-printed"
 GOOD_JIRA = {"url": "https://acme.atlassian.net", "email": "bot@acme.example", "token": TOKEN}
@@ -29,7 +31,7 @@ def secrets(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any
         ("JSYNC_GIT_REMOTE", REMOTE),
     ):
         monkeypatch.setenv(name, value)
-    for name in ("RECONCILE_SCHEDULE", "JSYNC_ALARM_EMAIL"):
+    for name in ("RECONCILE_SCHEDULE", "JSYNC_ALARM_EMAIL", *deploy.STAGE_PARAMS.values()):
         monkeypatch.delenv(name, raising=False)
     client = boto3.client("secretsmanager")
     for name in deploy.SECRETS:
@@ -131,3 +133,43 @@ def test_a_remote_that_is_not_https_is_refused(
     monkeypatch.setenv("JSYNC_GIT_REMOTE", "git@github.com:acme/jira-history.git")
     assert deploy.main(["--stage", "prod"]) == 2
     assert commands == []
+
+
+def test_the_stage_options_come_from_the_environment_on_every_deploy(
+    secrets: Any, commands: list[list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI sets them from its variables. CloudFormation forgets a param a deploy leaves out: each deploy passes all."""
+    chosen = {
+        "JSYNC_DOMAIN_NAME": "jira-history.acme.example",
+        "JSYNC_CERTIFICATE_ARN": "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c",
+        "JSYNC_HOSTED_ZONE_ID": "Z0123456789ABCDEFGHIJ",
+        "JSYNC_WAF_RATE_LIMIT": "2000",
+        "JSYNC_EVENT_BUS_NAME": "jira-changes",
+        "JSYNC_ATTACHMENT_MAX_BYTES": " 52428800 ",
+        "JSYNC_MONTHLY_BUDGET": "",  # empty: left out, as unset
+    }
+    for name, value in chosen.items():
+        monkeypatch.setenv(name, value)
+    assert deploy.main(["--stage", "prod"]) == 0
+    [command] = commands
+    assert params(command) == {
+        "gitRemote": REMOTE,
+        "domainName": "jira-history.acme.example",
+        "certificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/0f1e2d3c",
+        "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+        "wafRateLimit": "2000",
+        "eventBusName": "jira-changes",
+        "attachmentMaxBytes": "52428800",
+    }
+    # Every param the template reads from the environment this way is one serverless.yml knows
+    template = (ROOT / "serverless.yml").read_text()
+    assert all(f"${{param:{name}" in template for name in deploy.STAGE_PARAMS), "a param serverless.yml never reads"
+
+
+def test_a_domain_without_its_certificate_stops_before_anything_changes(
+    secrets: Any, commands: list[list[str]], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("JSYNC_DOMAIN_NAME", "jira-history.acme.example")
+    assert deploy.main(["--stage", "prod"]) == 2
+    assert commands == []
+    assert "JSYNC_CERTIFICATE_ARN" in capsys.readouterr().err

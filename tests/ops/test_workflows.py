@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ops.deploy import STAGE_PARAMS
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
@@ -74,6 +76,9 @@ def test_each_stage_deploys_from_its_environment_with_oidc_one_at_a_time(stage: 
     [deploy] = [s for s in job["steps"] if "run" in s]
     assert deploy["run"] == f"make deploy STAGE={stage}"
     assert deploy["env"]["JSYNC_GIT_REMOTE"] == "${{ vars.JSYNC_GIT_REMOTE }}"  # ops/deploy.py's --git-remote
+    # Every stage option ops/deploy.py reads, from the environment's variable of the same name (unset: left out)
+    for variable in STAGE_PARAMS.values():
+        assert deploy["env"][variable] == f"${{{{ vars.{variable} }}}}", variable
     [python] = steps_using(job, "actions/setup-python")
     [node] = steps_using(job, "actions/setup-node")
     assert python["with"]["python-version"] == "3.11" and node["with"]["node-version"] == "20"
