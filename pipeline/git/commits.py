@@ -210,9 +210,15 @@ def commit_batch(
             continue
         # Recorded only after the push took; a crash before this line is made good by _records_since.
         # What the walk since the recorded tip found is saved too, so records never lag behind git.
-        records.save(
-            {**since_records, **staged}, git.tip.decode() if git.tip else None, len(committed) + len(since_records)
-        )
+        try:
+            records.save(
+                {**since_records, **staged}, git.tip.decode() if git.tip else None, len(committed) + len(since_records)
+            )
+        except Exception:
+            # The push stands: raising here would leave its changes undeleted and unpublished, and their retry would
+            # find them in git and skip them, publishing nothing. The next batch's walk from the recorded tip
+            # (_records_since) makes the records good.
+            log.exception("the push took but its records were not saved; the next batch catches them up")
         return BatchResult(committed, skipped, left, shas)
     raise AssertionError("unreachable")
 

@@ -352,3 +352,26 @@ def test_the_field_catalogue_is_committed_once_per_change_of_it(remote: Path, ca
     commits = remote_commits(str(remote), BRANCH)
     assert [c.subject for c in commits] == ["fields.json: Jira's field catalogue changed"] * 2
     assert {c.author for c in commits} == {"JSync <jsync@jsync.invalid>"}
+
+
+def test_a_push_stands_when_its_records_cannot_be_saved(
+    store: Store, remote: Path, caches: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S3 failing right after a push: the batch still reports its commits (so they are deleted and published), and
+    a cold committer given the same changes again learns from git's trailers that they are there."""
+    records, git = GitRecords(store, every_commits=1, every_seconds=0), caches("a")
+
+    def s3_down(*args: Any, **kwargs: Any) -> None:
+        raise StoreConflict("gitstate/records/00.json")
+
+    monkeypatch.setattr(store, "put_json", s3_down)
+    monkeypatch.setattr(store, "put_committed_tip", s3_down)
+    batch = [change_of("101", "e-1", 1), change_of("102", "e-2", 2)]
+    result = commit_batch(batch, git, records, unreadable)
+    assert result.commits == ["e-1", "e-2"] and len(result.shas) == 2
+    assert event_ids(remote) == ["e-1", "e-2"]
+
+    monkeypatch.undo()
+    again = commit_batch(batch, caches("cold"), GitRecords(store), unreadable)
+    assert again.commits == [] and again.skipped == ["e-1", "e-2"]
+    assert event_ids(remote) == ["e-1", "e-2"]
