@@ -107,7 +107,8 @@ def test_each_role_names_only_its_own_queues_and_secrets(resources: dict[str, An
     assert api_queues == {*QUEUES}  # health reads every queue's depth, dead letters included
     # The API only checks that a Jira secret is named; reading Jira is the reconcile's alone.
     assert api_secrets == {"api-keys"}
-    assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue"}, {"jira"})
+    # Reconcile feeds the writer and asks the copier for attachments JSync has no copy of (the backfill)
+    assert touched("ReconcileRole") == ({"SyncQueue", "EventsQueue", "AttachmentsQueue"}, {"jira"})
     assert touched("AttachmentsRole") == ({"AttachmentsQueue"}, {"jira"})
     # Attachment contents and their index only; nothing the capture or git depends on.
     assert s3_grants(resources, "AttachmentsRole") == {
