@@ -20,6 +20,7 @@ from typing import Any, BinaryIO, Literal
 
 from pipeline.backends import ObjectStore
 from pipeline.ids import ISSUE_ID
+from pipeline.jiratime import iso_ms
 from pipeline.settings import Settings
 from pipeline.store import Store, StoreConflict
 
@@ -201,7 +202,7 @@ def copy(
         "filename": ref.filename,
         "mime_type": ref.mime_type,
         "version": ref.version,
-        "recorded_at": _iso(now_ms()),
+        "recorded_at": iso_ms(now_ms()),
     }
     if ref.size is not None and ref.size > max_bytes:
         record = {**base, "state": "skipped", "size": ref.size, "reason": _too_large(ref.size, max_bytes)}
@@ -248,10 +249,6 @@ def _too_large(size: int | None, max_bytes: int) -> str:
         f"{what}: over JSync's limit of {max_bytes:,} bytes per attachment (JSYNC_ATTACHMENT_MAX_BYTES); "
         "the metadata is kept, the content is not."
     )
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
 
 
 # --- reading --------------------------------------------------------------------------------------------------

@@ -28,13 +28,14 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline import metrics
+from pipeline.jiratime import iso_ms
 from pipeline.settings import Settings
 from pipeline.store import EVENTS_OUTBOX_KEY, Store, version_of
 
@@ -72,7 +73,7 @@ def detail_of(change: Change, commit: str, names: Mapping[str, str]) -> dict[str
         "key": change.key,
         "previous_key": change.previous_key,
         "event": change.event_name,
-        "event_time": _iso(change.time_ms / 1000),
+        "event_time": iso_ms(change.time_ms),
         "actor": change.actor,
         "changes": [_named(str(c.get("field")), c, names) for c in change.changes],
         "version": version_of(change.snapshot_key),
@@ -86,7 +87,7 @@ def _named(field: str, change: Mapping[str, Any], names: Mapping[str, str]) -> d
 
 
 def envelope(detail: dict[str, Any], now: float) -> Event:
-    return {"source": SOURCE, "detail-type": DETAIL_TYPE, "time": _iso(now), "detail": detail}
+    return {"source": SOURCE, "detail-type": DETAIL_TYPE, "time": iso_ms(int(now * 1000)), "detail": detail}
 
 
 def entry_bytes(event: Event) -> int:
@@ -109,10 +110,6 @@ def _fitted(detail: dict[str, Any]) -> dict[str, Any]:
 
 def _cut(value: Any, keep: int) -> Any:
     return value[:keep] + "..." if isinstance(value, str) and len(value) > keep else value
-
-
-def _iso(epoch_seconds: float) -> str:
-    return datetime.fromtimestamp(epoch_seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class EventSink(Protocol):

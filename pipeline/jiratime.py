@@ -73,3 +73,8 @@ def canonicalize(doc: dict[str, Any] | list[Any]) -> None:
                     node[index] = canonical(value) or value
                 elif isinstance(value, dict | list):
                     stack.append(value)
+
+
+def iso_ms(ms: int) -> str:
+    """Epoch milliseconds as JSync writes its own times: ISO-8601 UTC to the millisecond, `2026-12-05T09:07:02.225Z`."""
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -9,9 +9,9 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
 from typing import Any, TypeVar, overload
 
+from pipeline.jiratime import iso_ms
 from pipeline.store import Store, job_key
 
 TERMINAL = frozenset({"succeeded", "finished_with_errors", "failed"})
@@ -27,9 +27,7 @@ def iso(ms: None) -> None: ...
 @overload
 def iso(ms: int | None) -> str | None: ...
 def iso(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return None if ms is None else iso_ms(ms)
 
 
 def new_job_id(now_ms: int, prefix: str = "sync") -> str:
